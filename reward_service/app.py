@@ -1,0 +1,232 @@
+"""The FastAPI app factory. Routes stay thin: parse, call the scorer, shape the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reward_service import errors, schemas
+from reward_service.backends import Backend, Pair
+from reward_service.config import Settings
+from reward_service.metrics import Metrics
+from reward_service.registry import BackendRegistry
+from reward_service.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    errors.InvalidInput: 422,
+    errors.UnknownBackend: 404,
+    errors.TooLarge: 413,
+    errors.Conflict: 409,
+    errors.Overloaded: 429,
+    errors.NotReady: 503,
+    errors.BackendFailed: 503,
+    errors.DeadlineExceeded: 504,
+}
+RETRYABLE = {429, 502, 503, 504}
+ERROR_RESPONSES = {
+    code: {"model": schemas.ErrorResponse, "description": description}
+    for code, description in {
+        404: "unknown backend (the body lists the known ones)",
+        409: "request_id reused with different items",
+        413: "body or item count over the configured limit",
+        422: "invalid input; do not retry unchanged",
+        429: "overloaded; retry after Retry-After seconds",
+        503: "backend not ready or failing; retry",
+        504: "deadline passed; retry with a longer timeout_s",
+    }.items()
+}
+DISCONNECT_POLL_S = 0.25
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None, retry_after: float | None = None) -> JSONResponse:
+    body = schemas.ErrorResponse(
+        error=schemas.ErrorBody(type=code, message=message, retryable=status in RETRYABLE, details=details or {})
+    )
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+class BodySizeLimit:
+    """Refuse bodies over the limit with 413 before they are read into memory."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        # No trustworthy length: read the body up to the limit, then replay it to the app.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = error_response(
+            413, errors.TooLarge.code, f"request body exceeds {self.max_bytes} bytes", {"limit": self.max_bytes}
+        )
+        await response(scope, receive, send)
+
+
+async def _until_disconnect(request: Request, work):
+    """Run `work`; cancel it if the client goes away, so its items are dropped before inference."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise asyncio.CancelledError("client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def create_app(settings: Settings, backends: dict[str, Backend] | None = None, load_in_background: bool = True) -> FastAPI:
+    """Build an app for these settings. Backends load at start-up, in the background
+    by default so /healthz answers at once and /readyz turns true when they are loaded."""
+    registry = BackendRegistry(settings, backends)
+    metrics = Metrics()
+    scorer = Scorer(registry, settings.server, metrics)
+    for name, backend in registry.backends.items():
+        for batcher in backend.batchers():
+            batcher.stats.observers.append(metrics.batch_observer(name))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loading = asyncio.ensure_future(registry.load_all())
+        if not load_in_background:
+            await loading
+        yield
+        loading.cancel()
+        await registry.close_all()
+
+    app = FastAPI(
+        title="reward-service",
+        description="Rewards for RLHF over HTTP: POST (prompt, response) pairs, get one score each.",
+        version=_package_version(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.scorer = scorer
+    app.state.metrics = metrics
+    app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+
+    @app.exception_handler(errors.RewardServiceError)
+    async def _service_error(request: Request, exc: errors.RewardServiceError):
+        return error_response(STATUS.get(type(exc), 503), exc.code, exc.message, exc.details, exc.retry_after_s)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        problems = [
+            {"where": ".".join(str(p) for p in e["loc"]), "problem": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
+        return error_response(422, errors.InvalidInput.code, f"invalid request: {summary}", {"errors": problems[:50]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.post("/score", response_model=schemas.ScoreResponse, responses=ERROR_RESPONSES, tags=["scoring"])
+    async def score(body: schemas.ScoreRequest, request: Request) -> schemas.ScoreResponse:
+        """One reward per item, in order. The response names the exact model version."""
+        pairs = [Pair(item.prompt, item.response) for item in body.items]
+        result = await _until_disconnect(request, scorer.score(pairs, body.backend, body.request_id, body.timeout_s))
+        return schemas.ScoreResponse(**result.__dict__)
+
+    @app.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=ERROR_RESPONSES, tags=["scoring"])
+    async def get_reward(body: schemas.OpenRLHFRequest, request: Request, backend: str | None = None):
+        """OpenRLHF remote reward model format (`--remote_rm_url http://host:port/get_reward`).
+        Each query is prompt + response in one string; it is scored as the response."""
+        pairs = [Pair("", text) for text in body.query]
+        result = await _until_disconnect(request, scorer.score(pairs, backend))
+        return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model)
+
+    @app.get("/v1/backends", response_model=schemas.BackendList, tags=["service"])
+    async def list_backends() -> schemas.BackendList:
+        return schemas.BackendList(
+            default_backend=registry.default,
+            backends=[
+                schemas.BackendInfo(
+                    name=name,
+                    type=backend.type,
+                    model=backend.model_version if backend.ready else None,
+                    ready=backend.ready,
+                    default=name == registry.default,
+                    error=backend.error,
+                    details=backend.details() if backend.ready else {},
+                )
+                for name, backend in registry.backends.items()
+            ],
+        )
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict:
+        """Alive: the process answers. Says nothing about models."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], responses={503: {"description": "some backend is not loaded"}})
+    async def readyz():
+        """Ready: every configured backend has loaded its model."""
+        states = {
+            name: {"ready": b.ready, "error": b.error} for name, b in registry.backends.items()
+        }
+        ready = registry.all_ready
+        return JSONResponse({"ready": ready, "backends": states}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        metrics.model_info.clear()  # only the versions served now
+        for name, backend in registry.backends.items():
+            metrics.ready.labels(name).set(1 if backend.ready else 0)
+            metrics.queue_depth.labels(name).set(sum(b.queued_items for b in backend.batchers()))
+            if backend.ready:
+                metrics.model_info.labels(name, backend.model_version).set(1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reward-service")
+    except PackageNotFoundError:
+        return "0.0.0+local"

@@ -1,0 +1,130 @@
+"""`reward-service` command line: serve, models build|list, config show|check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from reward_service import config as config_module
+from reward_service import model_store
+
+
+def _load_settings(path: str | None):
+    try:
+        return config_module.load(path)
+    except config_module.ConfigError as exc:
+        print(f"reward-service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def build_missing_models(settings) -> None:
+    """Build the builtin models the config names and the cache lacks (once; reused after)."""
+    for name, backend in settings.backends.items():
+        model = getattr(backend, "model", None)
+        if model in model_store.BUILTINS and not model_store.is_built(model_store.builtin_path(model)):
+            spec = model_store.BUILTINS[model]
+            print(f"backend {name!r} needs builtin model {model!r}; building it once into {model_store.models_dir()}")
+            path = model_store.build(spec.build_key)
+            card = model_store.read_card(path)
+            print(f"built {model_store.version(path)}: {json.dumps(_card_summary(card))}")
+
+
+def _card_summary(card: dict) -> dict:
+    keys = ("held_out_accuracy", "held_out_pairwise_accuracy", "build_seconds")
+    return {k: card[k] for k in keys if k in card}
+
+
+def cmd_serve(args) -> None:
+    import uvicorn
+
+    from reward_service.app import create_app
+
+    settings = _load_settings(args.config)
+    if args.host:
+        settings.server.host = args.host
+    if args.port is not None:
+        settings.server.port = args.port
+    if settings.auto_build_models and not args.no_build:
+        build_missing_models(settings)
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=args.log_level)
+
+
+def cmd_models_build(args) -> None:
+    try:
+        spec = model_store.builtin_by_key(args.name)
+    except KeyError as exc:
+        print(f"reward-service: {exc.args[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    options = {"limit": args.limit} if args.limit else {}
+    path = model_store.build(spec.build_key, force=args.force, **options)
+    card = model_store.read_card(path)
+    print(f"{model_store.version(path)} at {path}")
+    print(json.dumps(_card_summary(card), indent=2))
+
+
+def cmd_models_list(args) -> None:
+    print(f"{'name':24} {'build with':32} {'status':10} version / path")
+    for spec in model_store.BUILTINS.values():
+        path = model_store.builtin_path(spec.name)
+        built = model_store.is_built(path)
+        status = "built" if built else "missing"
+        where = f"{model_store.version(path)}  {path}" if built else str(path)
+        print(f"{spec.name:24} {'reward-service models build ' + spec.build_key:32} {status:10} {where}")
+
+
+def cmd_config_show(args) -> None:
+    if args.config:
+        settings = _load_settings(args.config)
+        import yaml
+
+        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+    else:
+        print(config_module.default_config_text(), end="")
+
+
+def cmd_config_check(args) -> None:
+    settings = _load_settings(args.config)
+    print(f"ok: {len(settings.backends)} backends ({', '.join(settings.backends)}), default {settings.default_backend!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="reward-service", description="Reward-model-as-a-service for RLHF.")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--config", help="YAML config file (default: $REWARD_SERVICE_CONFIG or the embedded defaults)")
+    serve.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default from config: 8000)")
+    serve.add_argument("--no-build", action="store_true", help="do not build missing builtin models first")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    models = commands.add_parser("models", help="builtin models").add_subparsers(dest="models_command", required=True)
+    build = models.add_parser("build", help="build a builtin model into the cache")
+    build.add_argument("name", help="sentiment (more come with later backends)")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")
+    build.set_defaults(func=cmd_models_build)
+    models.add_parser("list", help="builtin models and whether they are built").set_defaults(func=cmd_models_list)
+
+    cfg = commands.add_parser("config", help="the config").add_subparsers(dest="config_command", required=True)
+    show = cfg.add_parser("show", help="print the embedded default config (or a file, validated)")
+    show.add_argument("--config")
+    show.set_defaults(func=cmd_config_show)
+    check = cfg.add_parser("check", help="validate a config file")
+    check.add_argument("config")
+    check.set_defaults(func=cmd_config_check)
+    return root
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Typed settings: a YAML file, then environment overrides, validated at start-up.
+
+Swapping the reward is a config edit: every backend is a named entry under
+`backends`, `default_backend` picks the one used when a request names none.
+
+Environment overrides use the prefix `REWARD_SERVICE__` and `__` between keys,
+values parsed as YAML, e.g.::
+
+    REWARD_SERVICE__DEFAULT_BACKEND=lexicon
+    REWARD_SERVICE__BACKENDS__SENTIMENT__RUNTIME=torch
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "REWARD_SERVICE__"
+CONFIG_ENV = "REWARD_SERVICE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A config file or override that cannot be used; the message says where and why."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchingSettings(Strict):
+    """Dynamic batching knobs for one model-based backend."""
+
+    max_batch_size: int = Field(64, ge=1, description="most items in one forward pass")
+    max_batch_tokens: int = Field(16384, ge=1, description="most padded tokens (rows x longest) in one forward pass")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long the first item of a batch waits for company")
+    max_queue_items: int = Field(8192, ge=1, description="items waiting beyond this are refused with 429")
+
+
+class ModelBackendSettings(Strict):
+    model: str = Field(description="builtin model name or a Hugging Face folder path")
+    runtime: Literal["onnx", "torch"] = "onnx"
+    max_length: int = Field(256, ge=8, le=8192, description="tokens per item after truncation")
+    use_prompt: bool = Field(False, description="score prompt + response as a text pair, not the response alone")
+    batching: BatchingSettings = BatchingSettings()
+    threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = all cores")
+
+
+class SentimentBackendSettings(ModelBackendSettings):
+    type: Literal["sentiment"]
+    positive_label: int | str | None = Field(
+        None, description="label index or name whose probability is the reward; default: from the model card"
+    )
+
+
+class LexiconBackendSettings(Strict):
+    type: Literal["lexicon"]
+    use_prompt: bool = False
+
+
+BackendSettings = Annotated[
+    Union[SentimentBackendSettings, LexiconBackendSettings],
+    Field(discriminator="type"),
+]
+
+
+class ServerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_items_per_request: int = Field(4096, ge=1)
+    default_timeout_s: float = Field(60.0, gt=0)
+    max_timeout_s: float = Field(3600.0, gt=0)
+    idempotency_cache_size: int = Field(1024, ge=0, description="recent request_ids remembered per backend")
+
+
+class Settings(Strict):
+    default_backend: str
+    backends: dict[str, BackendSettings]
+    server: ServerSettings = ServerSettings()
+    auto_build_models: bool = Field(True, description="`serve` builds missing builtin models before starting")
+
+    @model_validator(mode="after")
+    def _default_backend_exists(self) -> "Settings":
+        if not self.backends:
+            raise ValueError("at least one backend must be configured under `backends`")
+        if self.default_backend not in self.backends:
+            known = ", ".join(sorted(self.backends))
+            raise ValueError(f"default_backend {self.default_backend!r} is not among the backends ({known})")
+        return self
+
+
+def default_config_text() -> str:
+    return resources.files("reward_service").joinpath("default_config.yaml").read_text()
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], object]]:
+    overrides = []
+    for key, raw in sorted(environ.items()):
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+            path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__")]
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+            overrides.append((path, value))
+    return overrides
+
+
+def _apply(data: dict, path: list[str], value: object, source: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: cannot set {'.'.join(path)}: {part!r} is not a mapping")
+        node = child
+    node[path[-1]] = value
+
+
+def _format_validation(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Settings:
+    """Parse YAML text, apply environment overrides, validate."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    environ = os.environ if environ is None else environ
+    for path, value in _env_overrides(dict(environ)):
+        _apply(data, path, value, f"environment override {ENV_PREFIX}{'__'.join(path).upper()}")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from None
+
+
+def load(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Load a config file (or $REWARD_SERVICE_CONFIG, or the embedded defaults)."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV)
+    if not path:
+        return parse(default_config_text(), "embedded default config", environ)
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    return parse(text, str(path), environ)

@@ -1,0 +1,195 @@
+"""Dynamic batching: many requests' items, few forward passes.
+
+Each model-based backend owns one `DynamicBatcher`. Requests put their
+pre-tokenised items in its queue; one worker task takes everything waiting
+(after letting the first item wait up to `max_wait_ms` for company), drops items
+whose request expired or was cancelled, sorts the rest by length so rows of
+similar length share a batch (less padding), cuts batches by `max_batch_size`
+and `max_batch_tokens`, and runs each off the event loop. Results go back to
+each request in its own order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from reward_service.config import BatchingSettings
+from reward_service.errors import DeadlineExceeded, Overloaded
+
+# infer(input_ids rows, token_type_ids rows) -> array with one row of outputs per input row
+InferFn = Callable[[list[list[int]], list[list[int]]], np.ndarray]
+
+
+@dataclass(eq=False)
+class _Request:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    deadline: float | None
+    future: asyncio.Future
+    results: list[np.ndarray | None] = field(default_factory=list)
+    remaining: int = 0
+
+    def dead(self, now: float) -> bool:
+        return self.future.done() or (self.deadline is not None and now >= self.deadline)
+
+
+@dataclass
+class BatchStats:
+    """Counters the metrics layer reads; the batcher itself knows nothing of Prometheus."""
+
+    batches: int = 0
+    items: int = 0
+    dropped_items: int = 0
+    rejected_requests: int = 0
+    observers: list[Callable[[int, int, float, float], None]] = field(default_factory=list)
+
+
+class DynamicBatcher:
+    def __init__(self, infer: InferFn, settings: BatchingSettings, name: str = "model"):
+        self._infer = infer
+        self.settings = settings
+        self.name = name
+        self._pending: list[tuple[_Request, int, float]] = []  # (request, item index, enqueue time)
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._worker: asyncio.Task | None = None
+        self.stats = BatchStats()
+
+    @property
+    def queued_items(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        for request, _, _ in self._pending:
+            if not request.future.done():
+                request.future.set_exception(DeadlineExceeded("service shutting down", retry_after_s=1))
+        self._pending.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(
+        self, input_ids: list[list[int]], token_type_ids: list[list[int]], deadline: float | None = None
+    ) -> np.ndarray:
+        """Queue one request's rows; return its outputs stacked in the same order.
+
+        Raises Overloaded when the queue is full, DeadlineExceeded when the
+        deadline (event-loop time) passes first. Cancelling the caller drops its
+        items before inference.
+        """
+        if not input_ids:
+            return np.zeros((0,), dtype=np.float32)
+        if self.queued_items + len(input_ids) > self.settings.max_queue_items:
+            self.stats.rejected_requests += 1
+            raise Overloaded(
+                f"backend {self.name!r} has {self.queued_items} items queued (limit "
+                f"{self.settings.max_queue_items}); retry shortly",
+                retry_after_s=1,
+            )
+        self.start()
+        loop = asyncio.get_running_loop()
+        request = _Request(input_ids, token_type_ids, deadline, loop.create_future())
+        request.results = [None] * len(input_ids)
+        request.remaining = len(input_ids)
+        now = time.perf_counter()
+        self._pending.extend((request, i, now) for i in range(len(input_ids)))
+        self._wakeup.set()
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            return await asyncio.wait_for(asyncio.shield(request.future), timeout)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"deadline passed while {self.name!r} was scoring") from None
+        finally:
+            if not request.future.done():
+                request.future.cancel()  # the worker skips this request's items
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._pending:
+                continue
+            # Give the first item up to max_wait_ms to gather company, unless a batch is already full.
+            waited_until = time.perf_counter() + self.settings.max_wait_ms / 1000
+            while len(self._pending) < self.settings.max_batch_size:
+                remaining = waited_until - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    self._wakeup.clear()
+                except asyncio.TimeoutError:
+                    break
+            taken, self._pending = self._pending, []
+            now = loop.time()
+            alive = [entry for entry in taken if not entry[0].dead(now)]
+            self.stats.dropped_items += len(taken) - len(alive)
+            for request, _, _ in taken:
+                if request.deadline is not None and now >= request.deadline and not request.future.done():
+                    request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
+            for batch in self._cut(alive):
+                await self._run_batch(batch, loop)
+
+    def _cut(self, entries: list[tuple[_Request, int, float]]) -> list[list[tuple[_Request, int, float]]]:
+        """Sort by length, then cut greedily under the size and padded-token budgets."""
+        entries = sorted(entries, key=lambda e: len(e[0].input_ids[e[1]]))
+        batches, current, longest = [], [], 0
+        for entry in entries:
+            length = len(entry[0].input_ids[entry[1]])
+            grown = max(longest, length)
+            if current and (
+                len(current) >= self.settings.max_batch_size
+                or grown * (len(current) + 1) > self.settings.max_batch_tokens
+            ):
+                batches.append(current)
+                current, grown = [], length
+            current.append(entry)
+            longest = grown
+        if current:
+            batches.append(current)
+        return batches
+
+    async def _run_batch(self, batch: list[tuple[_Request, int, float]], loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        batch = [entry for entry in batch if not entry[0].dead(now)]
+        if not batch:
+            return
+        ids = [request.input_ids[i] for request, i, _ in batch]
+        types = [request.token_type_ids[i] for request, i, _ in batch]
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._infer, ids, types)
+        except Exception as exc:  # the model failed: fail these requests, keep serving
+            for request, _, _ in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        finished = time.perf_counter()
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        tokens = max(len(row) for row in ids) * len(ids)
+        for observe in self.stats.observers:
+            observe(len(batch), tokens, finished - started, started - min(t for _, _, t in batch))
+        for (request, index, _), row in zip(batch, outputs):
+            if request.future.done():
+                continue
+            request.results[index] = row
+            request.remaining -= 1
+            if request.remaining == 0:
+                request.future.set_result(np.stack(request.results))

@@ -1,0 +1,129 @@
+"""Where models live on disk: the builtin catalog, the cache folder, versions.
+
+A backend's `model` setting is either a builtin name (built once into the cache,
+reused after) or a path to any Hugging Face folder. Every model gets a version
+string `name@hash` from its weights and config, so a trainer can tell when the
+reward changed under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+CARD_FILE = "model_card.json"
+VERSION_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", CARD_FILE)
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    name: str
+    build_key: str  # what `reward-service models build KEY` takes
+    description: str
+    builder: str  # "module:function" taking (output_dir, **options) -> card dict
+
+    def build_function(self) -> Callable[..., dict]:
+        import importlib
+
+        module_name, function_name = self.builder.split(":")
+        return getattr(importlib.import_module(module_name), function_name)
+
+
+BUILTINS: dict[str, BuiltinModel] = {
+    "sentiment-minilm-rt": BuiltinModel(
+        name="sentiment-minilm-rt",
+        build_key="sentiment",
+        description="MiniLM-L6 fine-tuned on Rotten Tomatoes fresh/rotten reviews; label 1 = positive",
+        builder="reward_service.training.sentiment:build_sentiment_model",
+    ),
+}
+
+
+def home() -> Path:
+    """Cache root, outside the repository. Override with REWARD_SERVICE_HOME."""
+    root = os.environ.get("REWARD_SERVICE_HOME")
+    if root:
+        return Path(root).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reward-service"
+
+
+def models_dir() -> Path:
+    return home() / "models"
+
+
+def builtin_by_key(key: str) -> BuiltinModel:
+    for model in BUILTINS.values():
+        if key in (model.build_key, model.name):
+            return model
+    known = ", ".join(sorted(m.build_key for m in BUILTINS.values()))
+    raise KeyError(f"unknown builtin model {key!r}; known: {known}")
+
+
+def builtin_path(name: str) -> Path:
+    return models_dir() / name
+
+
+def is_built(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / CARD_FILE).is_file()
+
+
+def resolve(model: str) -> Path:
+    """A builtin name maps into the cache; anything else is a folder path."""
+    if model in BUILTINS:
+        return builtin_path(model)
+    return Path(model).expanduser()
+
+
+def build(key: str, force: bool = False, **options) -> Path:
+    """Build a builtin model into the cache (atomically: a half-built model is never seen)."""
+    spec = builtin_by_key(key)
+    target = builtin_path(spec.name)
+    if is_built(target) and not force:
+        return target
+    staging = target.with_name(f".{spec.name}.building-{os.getpid()}")
+    if staging.exists():
+        import shutil
+
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    spec.build_function()(staging, **options)
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def read_card(path: Path) -> dict:
+    card_path = path / CARD_FILE
+    if not card_path.is_file():
+        return {}
+    return json.loads(card_path.read_text())
+
+
+def write_card(path: Path, card: dict) -> None:
+    (path / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+
+
+def content_hash(path: Path) -> str:
+    """Hash of the files that decide a model's outputs."""
+    digest = hashlib.sha256()
+    for name in VERSION_FILES:
+        file = path / name
+        if file.is_file():
+            digest.update(name.encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def version(path: Path, name: str | None = None) -> str:
+    """`name@hash8`: changes whenever the weights, tokenizer or card change."""
+    label = name or read_card(path).get("name") or path.name
+    return f"{label}@{content_hash(path)[:8]}"

@@ -1,0 +1,71 @@
+"""The HTTP contract as pydantic models (they also make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: StrictStr = Field(description="the prompt the policy was given")
+    response: StrictStr = Field(description="the policy's generated continuation")
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Item] = Field(min_length=1, description="one reward is returned per item, in order")
+    backend: StrictStr | None = Field(None, description="backend name; default from config")
+    request_id: StrictStr | None = Field(
+        None, max_length=256, description="makes retries idempotent: a repeat returns the first answer"
+    )
+    timeout_s: float | None = Field(None, gt=0, description="deadline for the whole request, in seconds")
+
+
+class ScoreResponse(BaseModel):
+    backend: str
+    model: str = Field(description="exact model version, `name@hash`; changes when the reward changes")
+    scores: list[float]
+    request_id: str | None = None
+    elapsed_ms: float
+
+
+class OpenRLHFRequest(BaseModel):
+    """OpenRLHF's remote reward model format: prompt + response joined in each string."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query: list[StrictStr] = Field(min_length=1)
+
+
+class OpenRLHFResponse(BaseModel):
+    rewards: list[float]
+    backend: str
+    model: str
+
+
+class BackendInfo(BaseModel):
+    name: str
+    type: str
+    model: str | None = Field(None, description="model version, `name@hash`")
+    ready: bool
+    default: bool
+    error: str | None = Field(None, description="why the backend is not ready, if it is not")
+    details: dict = Field(default_factory=dict)
+
+
+class BackendList(BaseModel):
+    default_backend: str
+    backends: list[BackendInfo]
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(description="stable error code, e.g. invalid_input, unknown_backend, overloaded")
+    message: str
+    retryable: bool
+    details: dict = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,97 @@
+"""Scoring a request: pick the backend, enforce the deadline, dedupe retries, record metrics.
+
+This is what the routes call; it speaks pairs and floats, not HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+
+from reward_service.backends import Pair
+from reward_service.config import ServerSettings
+from reward_service.errors import BackendFailed, DeadlineExceeded, RewardServiceError, TooLarge
+from reward_service.idempotency import IdempotencyCache, fingerprint
+from reward_service.metrics import Metrics
+from reward_service.registry import BackendRegistry
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    backend: str
+    model: str
+    scores: list[float]
+    request_id: str | None
+    elapsed_ms: float
+
+
+class Scorer:
+    def __init__(self, registry: BackendRegistry, server: ServerSettings, metrics: Metrics):
+        self.registry = registry
+        self.server = server
+        self.metrics = metrics
+        self.idempotency = IdempotencyCache(server.idempotency_cache_size)
+
+    async def score(
+        self,
+        pairs: list[Pair],
+        backend_name: str | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> ScoreResult:
+        started = time.perf_counter()
+        if len(pairs) > self.server.max_items_per_request:
+            raise TooLarge(
+                f"{len(pairs)} items in one request; the limit is {self.server.max_items_per_request} "
+                "(split the batch)",
+                details={"limit": self.server.max_items_per_request},
+            )
+        backend = self.registry.get(backend_name)
+        timeout = min(timeout_s or self.server.default_timeout_s, self.server.max_timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout
+        status = "ok"
+        try:
+            scores, version = await self.idempotency.run(
+                backend.name,
+                request_id,
+                fingerprint([list(p) for p in pairs]),
+                lambda: self._score(backend, pairs, deadline, timeout),
+            )
+        except RewardServiceError as exc:
+            status = exc.code
+            raise
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        finally:
+            self.metrics.requests.labels(backend.name, status).inc()
+            self.metrics.items.labels(backend.name, status).inc(len(pairs))
+            self.metrics.latency.labels(backend.name).observe(time.perf_counter() - started)
+        return ScoreResult(
+            backend=backend.name,
+            model=version,
+            scores=scores,
+            request_id=request_id,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float) -> tuple[list[float], str]:
+        version = backend.model_version  # read before scoring: the version that produced these scores
+        try:
+            scores = await asyncio.wait_for(backend.score(pairs, deadline), timeout)
+        except (asyncio.TimeoutError, DeadlineExceeded):
+            raise DeadlineExceeded(
+                f"backend {backend.name!r} did not finish within {timeout:g}s", retry_after_s=1
+            ) from None
+        except RewardServiceError:
+            raise
+        except Exception as exc:
+            raise BackendFailed(f"backend {backend.name!r} failed: {type(exc).__name__}: {exc}", retry_after_s=1) from exc
+        if len(scores) != len(pairs) or not all(math.isfinite(s) for s in scores):
+            raise BackendFailed(f"backend {backend.name!r} returned {len(scores)} scores for {len(pairs)} items or a non-finite score")
+        histogram = self.metrics.rewards.labels(backend.name)
+        for value in scores:
+            histogram.observe(value)
+        return scores, version

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny random models built from configs, settings, apps."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from reward_service import config as config_module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    """Keep model and ONNX caches of the tests out of the user's cache."""
+    home = tmp_path_factory.mktemp("reward-home")
+    previous = os.environ.get("REWARD_SERVICE_HOME")
+    os.environ["REWARD_SERVICE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("REWARD_SERVICE_HOME", None)
+    else:
+        os.environ["REWARD_SERVICE_HOME"] = previous
+
+
+def make_tiny_classifier(target: Path, num_labels: int = 2, seed: int = 0) -> Path:
+    """A 2-layer BERT with random weights and the real MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from reward_service.training.data import minilm_path
+
+    torch.manual_seed(seed)
+    labels = {0: "negative", 1: "positive"} if num_labels == 2 else {i: f"LABEL_{i}" for i in range(num_labels)}
+    cfg = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, num_labels=num_labels, id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = BertForSequenceClassification(cfg).eval()
+    model.save_pretrained(target, safe_serialization=True)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_classifier(tmp_path_factory.mktemp("tiny-sentiment"))
+
+
+def settings_for(model_dir: Path, runtime: str = "torch", **server) -> config_module.Settings:
+    text = f"""
+default_backend: sentiment
+backends:
+  sentiment:
+    type: sentiment
+    model: {model_dir}
+    runtime: {runtime}
+    max_length: 64
+  lexicon:
+    type: lexicon
+"""
+    settings = config_module.parse(text, "test config", environ={})
+    for key, value in server.items():
+        setattr(settings.server, key, value)
+    return settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,1 @@
+"""Client side of reward-service: the HTTP client SDK and trainers that call it."""
