@@ -44,7 +44,10 @@ class BatchingSettings(Strict):
 class ModelBackendSettings(Strict):
     model: str = Field(description="builtin model name or a Hugging Face folder path")
     runtime: Literal["onnx", "torch"] = "onnx"
-    max_length: int = Field(256, ge=8, le=8192, description="tokens per item after truncation")
+    max_length: int | None = Field(
+        None, ge=8, le=8192,
+        description="tokens per item after truncation; default: what the model was trained with (model card), else 256",
+    )
     use_prompt: bool = Field(False, description="score prompt + response as a text pair, not the response alone")
     batching: BatchingSettings = BatchingSettings()
     threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = all cores")

@@ -51,11 +51,15 @@ def _export(model_dir: Path, target: Path) -> None:
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).logits
 
-    example = torch.ones((2, 8), dtype=torch.long)
+    # The example must contain padding: with an all-ones mask transformers skips
+    # masking entirely, and the traced graph would ignore attention_mask.
+    ids = torch.full((2, 8), 100, dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    mask[1, 5:] = 0
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     torch.onnx.export(
-        LogitsOnly(model),
-        (example, example, torch.zeros_like(example)),
+        LogitsOnly(model).eval(),
+        (ids, mask, torch.zeros_like(ids)),
         str(target),
         input_names=list(INPUT_NAMES),
         output_names=["logits"],

@@ -19,7 +19,8 @@ from reward_service.engine.tokenization import encode_texts, pad_batch
 
 log = logging.getLogger(__name__)
 
-INLINE_TOKENIZE_ITEMS = 64  # bigger requests tokenise in a thread, off the event loop
+INLINE_TOKENIZE_ITEMS = 64
+DEFAULT_MAX_LENGTH = 256  # bigger requests tokenise in a thread, off the event loop
 
 
 class ModelEngine:
@@ -33,6 +34,7 @@ class ModelEngine:
         self.version: str | None = None
         self.card: dict = {}
         self.config = None
+        self.max_length = settings.max_length or DEFAULT_MAX_LENGTH
 
     def load(self) -> "ModelEngine":
         """Heavy, synchronous: read weights, export/compile. Call from a worker thread."""
@@ -42,6 +44,9 @@ class ModelEngine:
             raise FileNotFoundError(f"no Hugging Face model folder at {self.model_dir} (config.json missing)")
         self.card = model_store.read_card(self.model_dir)
         self.version = model_store.version(self.model_dir)
+        # Truncate exactly as training did unless the config says otherwise.
+        trained = self.card.get("tokenization", {}).get("max_length")
+        self.max_length = self.settings.max_length or trained or DEFAULT_MAX_LENGTH
         self.config = AutoConfig.from_pretrained(self.model_dir, trust_remote_code=False)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, trust_remote_code=False)
         self.runtime = self._make_runtime()
@@ -66,7 +71,7 @@ class ModelEngine:
         return self.runtime.run(pad_batch(input_ids, token_type_ids, self.pad_id))
 
     def encode(self, texts: list[str], pairs: list[str] | None = None):
-        return encode_texts(self.tokenizer, texts, pairs, self.settings.max_length)
+        return encode_texts(self.tokenizer, texts, pairs, self.max_length)
 
     async def logits(self, texts: list[str], pairs: list[str] | None = None, deadline: float | None = None) -> np.ndarray:
         if len(texts) > INLINE_TOKENIZE_ITEMS:
@@ -77,7 +82,7 @@ class ModelEngine:
 
     def describe(self) -> dict:
         described = dict(self.runtime.description) if self.runtime else {}
-        described["max_length"] = self.settings.max_length
+        described["max_length"] = self.max_length
         described["batching"] = self.settings.batching.model_dump()
         return described
 

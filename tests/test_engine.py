@@ -1,0 +1,157 @@
+"""The engine: ONNX matches PyTorch, batches go back to the right request, limits hold."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from reward_service.config import BatchingSettings, SentimentBackendSettings
+from reward_service.engine import export
+from reward_service.engine.batcher import DynamicBatcher
+from reward_service.engine.model import ModelEngine
+from reward_service.errors import DeadlineExceeded, Overloaded
+
+TEXTS = ["a wonderful, moving film", "dull", "I walked out after twenty minutes of this nonsense", "",
+         "The cast is great but the script is not " * 5]
+
+
+def torch_logits(model_dir, texts, max_length=64):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        rows = [model(**tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt")).logits[0].numpy()
+                for t in texts]
+    return np.stack(rows)
+
+
+def engine_for(model_dir, runtime, **batching):
+    settings = SentimentBackendSettings(type="sentiment", model=str(model_dir), runtime=runtime, max_length=64,
+                                        batching=BatchingSettings(**batching))
+    return ModelEngine("test", model_dir, settings).load()
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_engine_matches_pytorch_one_by_one(tiny_model, runtime):
+    engine = engine_for(tiny_model, runtime)
+    got = asyncio.run(engine.logits(TEXTS))
+    np.testing.assert_allclose(got, torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_export_is_cached_by_content(tiny_model, tmp_path):
+    first = export.export_onnx(tiny_model)
+    stamp = first.stat().st_mtime_ns
+    assert export.export_onnx(tiny_model) == first and first.stat().st_mtime_ns == stamp
+    assert export.read_meta(first.parent)["version"].startswith("tiny-sentiment")
+
+    from tests.conftest import make_tiny_classifier
+
+    other = make_tiny_classifier(tmp_path / "other", seed=1)
+    assert export.export_onnx(other) != first
+
+
+def echo_infer(ids, types):
+    """Each row's output is its own first token id: easy to check who got what."""
+    return np.array([[row[0], len(row)] for row in ids], dtype=np.float32)
+
+
+async def _concurrent_requests():
+    batcher = DynamicBatcher(echo_infer, BatchingSettings(max_batch_size=8, max_batch_tokens=64, max_wait_ms=5))
+    requests = [[[r * 100 + i] * (1 + (r + i) % 7) for i in range(1 + r % 5)] for r in range(40)]
+    results = await asyncio.gather(*(batcher.submit(rows, [[0] * len(x) for x in rows]) for rows in requests))
+    await batcher.close()
+    return batcher, requests, results
+
+
+def test_batcher_returns_each_requests_rows_in_order():
+    batcher, requests, results = asyncio.run(_concurrent_requests())
+    for rows, result in zip(requests, results):
+        assert result[:, 0].tolist() == [row[0] for row in rows]
+        assert result[:, 1].tolist() == [len(row) for row in rows]
+    total = sum(len(r) for r in requests)
+    assert batcher.stats.items == total
+    assert batcher.stats.batches < total  # items really were batched together
+
+
+def test_batcher_cuts_batches_by_size_and_token_budget():
+    batcher = DynamicBatcher(echo_infer, BatchingSettings(max_batch_size=4, max_batch_tokens=20))
+    loop = asyncio.new_event_loop()
+    future = loop.create_future()
+    from reward_service.engine.batcher import _Request
+
+    request = _Request([[1] * n for n in (9, 2, 3, 10, 1, 2, 2, 2)], [], None, future)
+    batches = batcher._cut([(request, i, 0.0) for i in range(8)])
+    for batch in batches:
+        lengths = [len(request.input_ids[i]) for _, i, _ in batch]
+        assert len(batch) <= 4 and max(lengths) * len(batch) <= 20
+        assert lengths == sorted(lengths)
+    assert sum(len(b) for b in batches) == 8
+    loop.close()
+
+
+async def _overload():
+    gate = asyncio.Event()
+
+    def slow_infer(ids, types):
+        return np.zeros((len(ids), 1), dtype=np.float32)
+
+    batcher = DynamicBatcher(slow_infer, BatchingSettings(max_queue_items=4, max_wait_ms=50))
+    first = asyncio.ensure_future(batcher.submit([[1]] * 3, [[0]] * 3))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit([[1]] * 2, [[0]] * 2)
+    assert info.value.retry_after_s
+    await first
+    gate.set()
+    await batcher.close()
+    return batcher
+
+
+def test_full_queue_refuses_with_retry_after():
+    batcher = asyncio.run(_overload())
+    assert batcher.stats.rejected_requests == 1
+
+
+async def _expired_and_cancelled():
+    ran = []
+
+    def infer(ids, types):
+        ran.extend(row[0] for row in ids)
+        return np.zeros((len(ids), 1), dtype=np.float32)
+
+    batcher = DynamicBatcher(infer, BatchingSettings(max_wait_ms=100))
+    loop = asyncio.get_running_loop()
+    expired = asyncio.ensure_future(batcher.submit([[7], [7]], [[0], [0]], deadline=loop.time() + 0.01))
+    cancelled = asyncio.ensure_future(batcher.submit([[8]], [[0]]))
+    kept = asyncio.ensure_future(batcher.submit([[9]], [[0]]))
+    await asyncio.sleep(0.02)
+    cancelled.cancel()
+    with pytest.raises(DeadlineExceeded):
+        await expired
+    await kept
+    await batcher.close()
+    return ran, batcher
+
+
+def test_expired_and_cancelled_requests_are_dropped_before_inference():
+    ran, batcher = asyncio.run(_expired_and_cancelled())
+    assert ran == [9]
+    assert batcher.stats.dropped_items == 3
+
+
+async def _failing():
+    def infer(ids, types):
+        raise RuntimeError("model exploded")
+
+    batcher = DynamicBatcher(infer, BatchingSettings(max_wait_ms=0))
+    with pytest.raises(RuntimeError, match="exploded"):
+        await batcher.submit([[1]], [[0]])
+    batcher._infer = echo_infer
+    result = await batcher.submit([[5]], [[0]])
+    await batcher.close()
+    return result
+
+
+def test_a_failing_batch_fails_its_requests_and_the_batcher_keeps_serving():
+    assert asyncio.run(_failing())[0, 0] == 5
