@@ -44,6 +44,16 @@ class BatchingSettings(Strict):
 class ModelBackendSettings(Strict):
     model: str = Field(description="builtin model name or a Hugging Face folder path")
     runtime: Literal["onnx", "torch"] = "onnx"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when onnxruntime-gpu (or torch) sees a GPU, else CPU"
+    )
+    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+        "auto",
+        description="auto: fp16 on CUDA, int8 on CPU if it passes the fidelity check; int8 is CPU-only, fp16 CUDA-only",
+    )
+    int8_min_pearson: float = Field(
+        0.99, ge=0, le=1, description="int8 is used only if its logits correlate with fp32 at least this well"
+    )
     max_length: int | None = Field(
         None, ge=8, le=8192,
         description="tokens per item after truncation; default: what the model was trained with (model card), else 256",

@@ -26,9 +26,9 @@ def torch_logits(model_dir, texts, max_length=64):
     return np.stack(rows)
 
 
-def engine_for(model_dir, runtime, **batching):
+def engine_for(model_dir, runtime, precision="fp32", **options):
     settings = SentimentBackendSettings(type="sentiment", model=str(model_dir), runtime=runtime, max_length=64,
-                                        batching=BatchingSettings(**batching))
+                                        precision=precision, **options)
     return ModelEngine("test", model_dir, settings).load()
 
 
@@ -37,6 +37,33 @@ def test_engine_matches_pytorch_one_by_one(tiny_model, runtime):
     engine = engine_for(tiny_model, runtime)
     got = asyncio.run(engine.logits(TEXTS))
     np.testing.assert_allclose(got, torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
+
+
+def test_int8_is_accepted_only_above_the_fidelity_threshold(tiny_model):
+    accepted = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=0.5)
+    described = accepted.describe()
+    assert described["precision"] == "int8" and accepted.version.endswith("+int8")
+    check = described["int8_fidelity_vs_fp32"]
+    assert 0.5 <= check["pearson"] <= 1 and check["max_abs_diff"] >= 0 and check["samples"] > 20
+    got = asyncio.run(accepted.logits(TEXTS))
+    assert np.corrcoef(got.ravel(), torch_logits(tiny_model, TEXTS).ravel())[0, 1] > 0.5
+
+    refused = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=1.0)
+    described = refused.describe()
+    if check["pearson"] < 1.0:
+        assert described["precision"] == "fp32" and "int8 refused" in described["notes"][0]
+        assert "+" not in refused.version
+        np.testing.assert_allclose(asyncio.run(refused.logits(TEXTS)), torch_logits(tiny_model, TEXTS), atol=1e-4)
+    from reward_service.engine import export
+
+    assert export.read_meta(export.export_onnx(tiny_model).parent)[f"fidelity_{export.INT8_VARIANT}"] == check
+
+
+def test_cpu_machine_says_it_serves_on_cpu_when_cuda_is_asked(tiny_model):
+    engine = engine_for(tiny_model, "onnx", precision="fp16", device="cuda")
+    described = engine.describe()
+    assert described["provider"] == "CPUExecutionProvider" and described["precision"] == "fp32"
+    assert any("CUDA" in note or "cuda" in note for note in described["notes"])
 
 
 def test_onnx_export_is_cached_by_content(tiny_model, tmp_path):
