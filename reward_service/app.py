@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reward_service import config as config_module
 from reward_service import errors, schemas
 from reward_service.backends import Backend, Pair
 from reward_service.config import Settings
@@ -30,6 +32,7 @@ STATUS = {
     errors.NotReady: 503,
     errors.BackendFailed: 503,
     errors.DeadlineExceeded: 504,
+    errors.ReloadFailed: 503,
 }
 RETRYABLE = {429, 502, 503, 504}
 ERROR_RESPONSES = {
@@ -115,9 +118,15 @@ async def _until_disconnect(request: Request, work):
             task.cancel()
 
 
-def create_app(settings: Settings, backends: dict[str, Backend] | None = None, load_in_background: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    backends: dict[str, Backend] | None = None,
+    load_in_background: bool = True,
+    config_path: str | None = None,
+) -> FastAPI:
     """Build an app for these settings. Backends load at start-up, in the background
-    by default so /healthz answers at once and /readyz turns true when they are loaded."""
+    by default so /healthz answers at once and /readyz turns true when they are loaded.
+    `config_path` is re-read by the reload route (None: the embedded defaults)."""
     registry = BackendRegistry(settings, backends)
     metrics = Metrics()
     scorer = Scorer(registry, settings.server, metrics)
@@ -167,8 +176,27 @@ def create_app(settings: Settings, backends: dict[str, Backend] | None = None, l
     async def score(body: schemas.ScoreRequest, request: Request) -> schemas.ScoreResponse:
         """One reward per item, in order. The response names the exact model version."""
         pairs = [Pair(item.prompt, item.response) for item in body.items]
-        result = await _until_disconnect(request, scorer.score(pairs, body.backend, body.request_id, body.timeout_s))
+        result = await _until_disconnect(
+            request, scorer.score(pairs, body.backend, body.request_id, body.timeout_s, body.return_members)
+        )
         return schemas.ScoreResponse(**result.__dict__)
+
+    @app.post("/admin/backends/{name}/reload", response_model=schemas.ReloadResponse, responses=ERROR_RESPONSES,
+              tags=["admin"])
+    async def reload_backend(name: str) -> schemas.ReloadResponse:
+        """Re-read this backend's model location from the config file and hot-swap the model.
+        Requests in flight finish on the old model; a failed load leaves the old one serving."""
+        started = time.perf_counter()
+        registry.find(name)
+        try:
+            fresh = config_module.load(config_path)
+        except config_module.ConfigError as exc:
+            raise errors.ReloadFailed(f"config could not be re-read, nothing changed: {exc}") from None
+        previous, current = await registry.reload(name, fresh)
+        return schemas.ReloadResponse(
+            backend=name, previous_model=previous, model=current,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     @app.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=ERROR_RESPONSES, tags=["scoring"])
     async def get_reward(body: schemas.OpenRLHFRequest, request: Request, backend: str | None = None):

@@ -48,7 +48,7 @@ def cmd_serve(args) -> None:
         settings.server.port = args.port
     if settings.auto_build_models and not args.no_build:
         build_missing_models(settings)
-    app = create_app(settings)
+    app = create_app(settings, config_path=args.config)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=args.log_level)
 
 

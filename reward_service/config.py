@@ -70,13 +70,37 @@ class SentimentBackendSettings(ModelBackendSettings):
     )
 
 
+class LearnedRMBackendSettings(ModelBackendSettings):
+    type: Literal["learned-rm"]
+    use_prompt: bool = Field(True, description="reward models score (prompt, response) as a text pair")
+    normalize: bool = Field(
+        False, description="subtract the mean and divide by the std stored in the model card at training time"
+    )
+
+
 class LexiconBackendSettings(Strict):
     type: Literal["lexicon"]
     use_prompt: bool = False
 
 
+class EnsembleMember(Strict):
+    backend: str = Field(description="name of another (non-ensemble) backend")
+    weight: float
+    normalize: bool = Field(
+        False, description="standardise this member first: with mean/std below, or the member's stored ones"
+    )
+    mean: float | None = None
+    std: float | None = Field(None, gt=0)
+
+
+class EnsembleBackendSettings(Strict):
+    type: Literal["ensemble"]
+    members: list[EnsembleMember] = Field(min_length=1)
+    return_members: bool = Field(False, description="include each member's scores in responses by default")
+
+
 BackendSettings = Annotated[
-    Union[SentimentBackendSettings, LexiconBackendSettings],
+    Union[SentimentBackendSettings, LearnedRMBackendSettings, LexiconBackendSettings, EnsembleBackendSettings],
     Field(discriminator="type"),
 ]
 
@@ -104,6 +128,14 @@ class Settings(Strict):
         if self.default_backend not in self.backends:
             known = ", ".join(sorted(self.backends))
             raise ValueError(f"default_backend {self.default_backend!r} is not among the backends ({known})")
+        for name, backend in self.backends.items():
+            if isinstance(backend, EnsembleBackendSettings):
+                for member in backend.members:
+                    target = self.backends.get(member.backend)
+                    if target is None:
+                        raise ValueError(f"ensemble {name!r}: member {member.backend!r} is not a configured backend")
+                    if isinstance(target, EnsembleBackendSettings):
+                        raise ValueError(f"ensemble {name!r}: member {member.backend!r} is itself an ensemble")
         return self
 
 

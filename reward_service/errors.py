@@ -58,3 +58,9 @@ class BackendFailed(RewardServiceError):
 
 class DeadlineExceeded(RewardServiceError):
     code = "deadline_exceeded"
+
+
+class ReloadFailed(RewardServiceError):
+    """A hot reload could not load the new model; the old one keeps serving."""
+
+    code = "reload_failed"

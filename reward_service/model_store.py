@@ -40,6 +40,12 @@ BUILTINS: dict[str, BuiltinModel] = {
         description="MiniLM-L6 fine-tuned on Rotten Tomatoes fresh/rotten reviews; label 1 = positive",
         builder="reward_service.training.sentiment:build_sentiment_model",
     ),
+    "rm-minilm-rt": BuiltinModel(
+        name="rm-minilm-rt",
+        build_key="rm",
+        description="MiniLM-L6 reward model: fresh over rotten reviews of the same movie; scalar head",
+        builder="reward_service.training.builtin_rm:build_rm_model",
+    ),
 }
 
 
@@ -84,19 +90,30 @@ def build(key: str, force: bool = False, **options) -> Path:
     target = builtin_path(spec.name)
     if is_built(target) and not force:
         return target
-    staging = target.with_name(f".{spec.name}.building-{os.getpid()}")
-    if staging.exists():
-        import shutil
+    write_atomically(target, lambda staging: spec.build_function()(staging, **options))
+    return target
 
+
+def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    """Write a model folder beside `target`, then swap it in: readers (a hot reload, a
+    starting replica) see the old folder or the new one, never half of one."""
+    import shutil
+
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.writing-{os.getpid()}")
+    if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    spec.build_function()(staging, **options)
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
+        target.rename(old)
     staging.rename(target)
-    return target
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_card(path: Path) -> dict:

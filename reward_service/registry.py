@@ -7,7 +7,7 @@ import logging
 
 from reward_service.backends import Backend, create_backends
 from reward_service.config import Settings
-from reward_service.errors import NotReady, UnknownBackend
+from reward_service.errors import InvalidInput, NotReady, ReloadFailed, UnknownBackend
 
 log = logging.getLogger(__name__)
 
@@ -17,16 +17,21 @@ class BackendRegistry:
         self.settings = settings
         self.backends = backends if backends is not None else create_backends(settings)
         self.default = settings.default_backend
+        self._reload_locks: dict[str, asyncio.Lock] = {}
 
-    def get(self, name: str | None) -> Backend:
-        """The named (or default) backend, ready to score."""
-        name = name or self.default
+    def find(self, name: str) -> Backend:
         backend = self.backends.get(name)
         if backend is None:
             known = sorted(self.backends)
             raise UnknownBackend(
                 f"unknown backend {name!r}; known backends: {', '.join(known)}", details={"known_backends": known}
             )
+        return backend
+
+    def get(self, name: str | None) -> Backend:
+        """The named (or default) backend, ready to score."""
+        name = name or self.default
+        backend = self.find(name)
         if not backend.ready:
             reason = backend.error or "still loading"
             retry = None if backend.error else 5
@@ -43,7 +48,31 @@ class BackendRegistry:
             log.error("backend %r failed to load: %s", backend.name, backend.error)
 
     async def load_all(self) -> None:
-        await asyncio.gather(*(self._load_one(b) for b in self.backends.values()))
+        """Plain backends concurrently, then the ensembles that score through them."""
+        plain = [b for b in self.backends.values() if b.type != "ensemble"]
+        await asyncio.gather(*(self._load_one(b) for b in plain))
+        await asyncio.gather(*(self._load_one(b) for b in self.backends.values() if b.type == "ensemble"))
+
+    async def reload(self, name: str, settings: Settings) -> tuple[str, str]:
+        """Re-read backend `name` from fresh settings and hot-swap its model.
+        The model location comes only from the config, never from a request."""
+        backend = self.find(name)
+        if not hasattr(backend, "reload"):
+            raise InvalidInput(f"backend {name!r} ({backend.type}) has no model to reload")
+        new = settings.backends.get(name)
+        if new is None:
+            raise ReloadFailed(f"backend {name!r} is no longer in the config; restart the service to remove it")
+        if new.type != backend.type:
+            raise ReloadFailed(f"backend {name!r} changed type ({backend.type} -> {new.type}); restart the service")
+        lock = self._reload_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            try:
+                return await backend.reload(new)
+            except Exception as exc:
+                raise ReloadFailed(
+                    f"reload of {name!r} failed, still serving {backend.model_version}: {type(exc).__name__}: {exc}",
+                    details={"serving": backend.model_version},
+                ) from exc
 
     async def close_all(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)

@@ -21,6 +21,9 @@ class ScoreRequest(BaseModel):
         None, max_length=256, description="makes retries idempotent: a repeat returns the first answer"
     )
     timeout_s: float | None = Field(None, gt=0, description="deadline for the whole request, in seconds")
+    return_members: bool | None = Field(
+        None, description="ensembles: also return each member's scores (default from the backend's config)"
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -29,6 +32,7 @@ class ScoreResponse(BaseModel):
     scores: list[float]
     request_id: str | None = None
     elapsed_ms: float
+    members: dict[str, list[float]] | None = Field(None, description="ensembles only: each member's own scores")
 
 
 class OpenRLHFRequest(BaseModel):
@@ -58,6 +62,13 @@ class BackendInfo(BaseModel):
 class BackendList(BaseModel):
     default_backend: str
     backends: list[BackendInfo]
+
+
+class ReloadResponse(BaseModel):
+    backend: str
+    previous_model: str
+    model: str
+    elapsed_ms: float
 
 
 class ErrorBody(BaseModel):

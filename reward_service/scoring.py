@@ -25,6 +25,7 @@ class ScoreResult:
     scores: list[float]
     request_id: str | None
     elapsed_ms: float
+    members: dict[str, list[float]] | None = None
 
 
 class Scorer:
@@ -40,6 +41,7 @@ class Scorer:
         backend_name: str | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
+        return_members: bool | None = None,
     ) -> ScoreResult:
         started = time.perf_counter()
         if len(pairs) > self.server.max_items_per_request:
@@ -51,13 +53,15 @@ class Scorer:
         backend = self.registry.get(backend_name)
         timeout = min(timeout_s or self.server.default_timeout_s, self.server.max_timeout_s)
         deadline = asyncio.get_running_loop().time() + timeout
+        if return_members is None:
+            return_members = getattr(getattr(backend, "settings", None), "return_members", False)
         status = "ok"
         try:
-            scores, version = await self.idempotency.run(
+            scores, version, members = await self.idempotency.run(
                 backend.name,
                 request_id,
                 fingerprint([list(p) for p in pairs]),
-                lambda: self._score(backend, pairs, deadline, timeout),
+                lambda: self._score(backend, pairs, deadline, timeout, return_members),
             )
         except RewardServiceError as exc:
             status = exc.code
@@ -75,12 +79,17 @@ class Scorer:
             scores=scores,
             request_id=request_id,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            members=members,
         )
 
-    async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float) -> tuple[list[float], str]:
+    async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float, return_members: bool):
         version = backend.model_version  # read before scoring: the version that produced these scores
+        members = None
         try:
-            scores = await asyncio.wait_for(backend.score(pairs, deadline), timeout)
+            if return_members and hasattr(backend, "score_members"):
+                scores, members = await asyncio.wait_for(backend.score_members(pairs, deadline), timeout)
+            else:
+                scores = await asyncio.wait_for(backend.score(pairs, deadline), timeout)
         except (asyncio.TimeoutError, DeadlineExceeded):
             raise DeadlineExceeded(
                 f"backend {backend.name!r} did not finish within {timeout:g}s", retry_after_s=1
@@ -94,4 +103,4 @@ class Scorer:
         histogram = self.metrics.rewards.labels(backend.name)
         for value in scores:
             histogram.observe(value)
-        return scores, version
+        return scores, version, members

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
-from reward_service import model_store
-from reward_service.backends.base import Backend, Pair
-from reward_service.config import SentimentBackendSettings
+from reward_service.backends.model_backend import ModelBackend
 from reward_service.engine.model import ModelEngine
 
 
@@ -32,46 +28,23 @@ def positive_index(setting: int | str | None, id2label: dict, card: dict) -> int
     return by_name[setting.lower()]
 
 
-class SentimentBackend(Backend):
+class SentimentBackend(ModelBackend):
     type = "sentiment"
 
-    def __init__(self, name: str, settings: SentimentBackendSettings):
-        super().__init__(name)
-        self.settings = settings
-        self.engine = ModelEngine(name, model_store.resolve(settings.model), settings)
-        self.positive = 1
+    def prepare(self, engine: ModelEngine) -> None:
+        if engine.config.num_labels < 2:
+            raise ValueError(f"{engine.model_dir} has a single output; serve it with type: learned-rm")
+        engine.reward_column = positive_index(self.settings.positive_label, engine.config.id2label, engine.card)
 
-    @property
-    def model_version(self) -> str:
-        return self.engine.version or self.settings.model
-
-    async def load(self) -> None:
-        await asyncio.to_thread(self.engine.load)
-        self.positive = positive_index(self.settings.positive_label, self.engine.config.id2label, self.engine.card)
-        self.ready = True
-
-    async def close(self) -> None:
-        await self.engine.close()
-
-    async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
-        if self.settings.use_prompt:
-            logits = await self.engine.logits([p.prompt for p in pairs], [p.response for p in pairs], deadline)
-        else:
-            logits = await self.engine.logits([p.response for p in pairs], None, deadline)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-        return probs[:, self.positive].astype(float).tolist()
-
-    def batchers(self) -> list:
-        return [self.engine.batcher]
+    def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True))[:, engine.reward_column]
 
     def details(self) -> dict:
         labels = self.engine.config.id2label if self.engine.config else {}
         return {
             "range": [0.0, 1.0],
-            "positive_label": labels.get(self.positive, self.positive),
-            "use_prompt": self.settings.use_prompt,
-            "model_path": str(self.engine.model_dir),
+            "positive_label": labels.get(self.engine.reward_column, self.engine.reward_column),
             "held_out_accuracy": self.engine.card.get("held_out_accuracy"),
-            **self.engine.describe(),
+            **super().details(),
         }

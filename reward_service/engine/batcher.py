@@ -137,14 +137,17 @@ class DynamicBatcher:
                 except asyncio.TimeoutError:
                     break
             taken, self._pending = self._pending, []
-            now = loop.time()
-            alive = [entry for entry in taken if not entry[0].dead(now)]
-            self.stats.dropped_items += len(taken) - len(alive)
-            for request, _, _ in taken:
-                if request.deadline is not None and now >= request.deadline and not request.future.done():
-                    request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
-            for batch in self._cut(alive):
-                await self._run_batch(batch, loop)
+            await self._run_taken(taken, loop)
+
+    async def _run_taken(self, taken: list, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        alive = [entry for entry in taken if not entry[0].dead(now)]
+        self.stats.dropped_items += len(taken) - len(alive)
+        for request, _, _ in taken:
+            if request.deadline is not None and now >= request.deadline and not request.future.done():
+                request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
+        for batch in self._cut(alive):
+            await self._run_batch(batch, loop)
 
     def _cut(self, entries: list[tuple[_Request, int, float]]) -> list[list[tuple[_Request, int, float]]]:
         """Sort by length, then cut greedily under the size and padded-token budgets."""

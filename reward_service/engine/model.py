@@ -34,6 +34,8 @@ class ModelEngine:
         self.version: str | None = None
         self.card: dict = {}
         self.config = None
+        self.active_requests = 0  # callers inside logits(); a retired engine closes when this is 0
+        self.reward_column: int | None = None  # set by the backend: which logit column is the reward
         self.max_length = settings.max_length or DEFAULT_MAX_LENGTH
 
     def load(self) -> "ModelEngine":
@@ -76,11 +78,22 @@ class ModelEngine:
         return encode_texts(self.tokenizer, texts, pairs, self.max_length)
 
     async def logits(self, texts: list[str], pairs: list[str] | None = None, deadline: float | None = None) -> np.ndarray:
-        if len(texts) > INLINE_TOKENIZE_ITEMS:
-            encoded = await asyncio.to_thread(self.encode, texts, pairs)
-        else:
-            encoded = self.encode(texts, pairs)
-        return await self.batcher.submit(encoded.input_ids, encoded.token_type_ids, deadline)
+        self.active_requests += 1
+        try:
+            if len(texts) > INLINE_TOKENIZE_ITEMS:
+                encoded = await asyncio.to_thread(self.encode, texts, pairs)
+            else:
+                encoded = self.encode(texts, pairs)
+            return await self.batcher.submit(encoded.input_ids, encoded.token_type_ids, deadline)
+        finally:
+            self.active_requests -= 1
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until no request is using this engine (or `timeout_s` passes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.active_requests and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     def describe(self) -> dict:
         described = dict(self.runtime.description) if self.runtime else {}

@@ -1,0 +1,88 @@
+"""Shared by the backends that serve a model through the engine: load, hot reload, close.
+
+A reload builds the new engine beside the old one and swaps the reference in one
+assignment; requests already queued on the old engine finish there, then the
+old engine is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+
+from reward_service import model_store
+from reward_service.backends.base import Backend, Pair
+from reward_service.engine.model import ModelEngine
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 120
+
+
+class ModelBackend(Backend):
+    def __init__(self, name: str, settings):
+        super().__init__(name)
+        self.settings = settings
+        self.engine = self._new_engine(settings)
+        self._retired: set[asyncio.Task] = set()
+
+    def _new_engine(self, settings) -> ModelEngine:
+        return ModelEngine(self.name, model_store.resolve(settings.model), settings)
+
+    @property
+    def model_version(self) -> str:
+        return self.engine.version or self.settings.model
+
+    def prepare(self, engine: ModelEngine) -> None:
+        """Read what this backend needs from a freshly loaded engine (raise if unusable)."""
+
+    def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.engine.load)
+        self.prepare(self.engine)
+        self.ready = True
+
+    async def reload(self, settings) -> tuple[str, str]:
+        """Load `settings`' model beside the current one, then switch. Returns (old, new) versions.
+        On failure the current model keeps serving and the error propagates."""
+        engine = self._new_engine(settings)
+        await asyncio.to_thread(engine.load)
+        self.prepare(engine)
+        old_engine, old_version = self.engine, self.model_version
+        self.engine, self.settings = engine, settings  # the switch: new requests use the new engine
+        self.ready, self.error = True, None
+        task = asyncio.ensure_future(self._retire(old_engine))
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+        log.info("%s: reloaded %s -> %s", self.name, old_version, self.model_version)
+        return old_version, self.model_version
+
+    async def _retire(self, engine: ModelEngine) -> None:
+        await engine.drain(DRAIN_TIMEOUT_S)
+        await engine.close()
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._retired, return_exceptions=True)
+        await self.engine.close()
+
+    async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
+        engine = self.engine  # one engine for the whole request, even if a reload switches mid-way
+        if self.settings.use_prompt:
+            logits = await engine.logits([p.prompt for p in pairs], [p.response for p in pairs], deadline)
+        else:
+            logits = await engine.logits([p.response for p in pairs], None, deadline)
+        return self.rewards(engine, logits).astype(float).tolist()
+
+    def batchers(self) -> list:
+        return [self.engine.batcher]
+
+    def details(self) -> dict:
+        return {
+            "use_prompt": self.settings.use_prompt,
+            "model_path": str(self.engine.model_dir),
+            **self.engine.describe(),
+        }

@@ -1,0 +1,213 @@
+"""Train a reward model (scalar head) on preference pairs with TRL's RewardTrainer.
+
+We tokenise the pairs ourselves, as a BERT text pair (prompt, response) with
+segment ids, using the same function the serving engine uses; TRL's own
+tokenisation would join prompt + response into one string and append an EOS the
+BERT tokenizer does not have, so training and serving would see different ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reward_service import model_store
+from reward_service.engine.tokenization import encode_texts, pad_batch
+from reward_service.training import data
+from reward_service.training.preferences import PreferencePair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PairCollator:
+    """TRL's preference collator, plus token_type_ids (BERT segments): chosen rows first, then rejected."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict]) -> dict:
+        ids = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
+        types = [e["chosen_types"] for e in examples] + [e["rejected_types"] for e in examples]
+        return {k: torch.from_numpy(v) for k, v in pad_batch(ids, types, self.pad_token_id).items()}
+
+
+def split_pairs(pairs: list[PreferencePair], held_out_fraction: float) -> tuple[list, list]:
+    """Held out by prompt, so pairs expanded from one rank list never straddle the split."""
+    train, test = [], []
+    for pair in pairs:
+        (test if data.is_held_out(pair.prompt or pair.chosen, held_out_fraction) else train).append(pair)
+    if not test and len(train) > 1:  # tiny files: still hold something out
+        test.append(train.pop())
+    return train, test
+
+
+@torch.no_grad()
+def _rewards(model, tokenizer, prompts: list[str], responses: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    encoded = encode_texts(tokenizer, prompts, responses, max_length)
+    out = []
+    for start in range(0, len(encoded), batch_size):
+        feeds = pad_batch(encoded.input_ids[start: start + batch_size],
+                          encoded.token_type_ids[start: start + batch_size], tokenizer.pad_token_id or 0)
+        out.append(model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits[:, 0].float().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _plot_curve(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_accuracy"]) for h in history if "eval_accuracy" in h]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="training loss", color="tab:blue")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    if evals:
+        ax2.plot(*zip(*evals), "o-", label="held-out pairwise accuracy", color="tab:green")
+    ax2.set_ylabel("held-out accuracy")
+    ax2.set_ylim(0, 1)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower left")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train_reward_model(
+    pairs: list[PreferencePair],
+    output_dir: Path,
+    *,
+    name: str | None = None,
+    base_model: str | Path | None = None,
+    data_files: list[dict] | None = None,
+    held_out_fraction: float = 0.1,
+    epochs: float = 1.0,
+    max_steps: int = -1,
+    batch_size: int = 16,
+    learning_rate: float = 5e-5,
+    max_length: int = 128,
+    seed: int = 0,
+    eval_points: int = 5,
+    progress: bool = True,
+    extra_card: dict | None = None,
+) -> dict:
+    """Train, measure held-out pairwise accuracy, save weights + tokenizer + card + curve PNG."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    base_model = Path(base_model) if base_model else data.minilm_path()
+    name = name or output_dir.name
+    train, test = split_pairs(pairs, held_out_fraction)
+    if not train or not test:
+        raise ValueError(f"need at least 2 preference pairs to train and hold out; got {len(pairs)}")
+    random.Random(seed).shuffle(train)
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1, use_safetensors=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    def tokenised(split: list[PreferencePair]) -> Dataset:
+        prompts = [p.prompt for p in split]
+        chosen = encode_texts(tokenizer, prompts, [p.chosen for p in split], max_length)
+        rejected = encode_texts(tokenizer, prompts, [p.rejected for p in split], max_length)
+        return Dataset.from_dict({
+            "chosen_ids": chosen.input_ids, "chosen_types": chosen.token_type_ids,
+            "rejected_ids": rejected.input_ids, "rejected_types": rejected.token_type_ids,
+        })
+
+    steps = max_steps if max_steps > 0 else max(1, int(np.ceil(len(train) / batch_size) * epochs))
+    with tempfile.TemporaryDirectory(prefix="train-rm-") as scratch:
+        args = RewardConfig(
+            output_dir=scratch,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=64,
+            num_train_epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            warmup_steps=max(0, steps // 10),
+            weight_decay=0.01,
+            logging_steps=max(1, steps // 50),
+            eval_strategy="steps",
+            eval_steps=max(1, steps // max(1, eval_points)),
+            save_strategy="no",
+            report_to=[],
+            bf16=False,  # TRL defaults bf16 on, even on CPU
+            fp16=False,
+            use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=False,  # keep the token_type columns for PairCollator
+            max_length=None,  # we truncated already, exactly as serving does
+            disable_tqdm=not progress,
+            seed=seed,
+            dataloader_num_workers=0,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=tokenised(train),
+            eval_dataset=tokenised(test),
+            processing_class=tokenizer,
+            data_collator=PairCollator(tokenizer.pad_token_id),
+        )
+        trainer.train()
+        history = trainer.state.log_history
+
+    model = trainer.model.to("cpu")
+    prompts = [p.prompt for p in test]
+    chosen = _rewards(model, tokenizer, prompts, [p.chosen for p in test], max_length)
+    rejected = _rewards(model, tokenizer, prompts, [p.rejected for p in test], max_length)
+    accuracy = float((chosen > rejected).mean())
+    responses = np.concatenate([chosen, rejected])
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    _plot_curve(history, output_dir / "training_curve.png", f"{name}: held-out pairwise accuracy {accuracy:.3f}")
+    (output_dir / "training_log.json").write_text(json.dumps(history, indent=1) + "\n")
+    card = {
+        "name": name,
+        "task": "reward-model",
+        "base_model": str(base_model),
+        "data": {"files": data_files or [], "pairs": len(pairs), "train_pairs": len(train), "held_out_pairs": len(test)},
+        "split": {"method": "sha256(prompt) bucket < fraction is held out", "held_out_fraction": held_out_fraction},
+        "training": {
+            "trainer": "trl.RewardTrainer", "steps": trainer.state.global_step, "epochs": epochs,
+            "batch_size_pairs": batch_size, "learning_rate": learning_rate, "seed": seed,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "held_out_pairwise_accuracy": round(accuracy, 4),
+        "normalization": {
+            "mean": float(responses.mean()),
+            "std": float(responses.std() or 1.0),
+            "computed_on": "held-out chosen and rejected responses",
+        },
+        "tokenization": {"max_length": max_length, "text_pair": True},
+        "training_seconds": round(time.time() - started, 1),
+        **(extra_card or {}),
+    }
+    model_store.write_card(output_dir, card)
+    return card
+
+
+def file_entry(path: Path) -> dict:
+    return {"path": os.path.abspath(path), "sha256": data.file_sha256(Path(path))}
