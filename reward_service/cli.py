@@ -65,6 +65,41 @@ def cmd_models_build(args) -> None:
     print(json.dumps(_card_summary(card), indent=2))
 
 
+def cmd_train_rm(args) -> None:
+    from pathlib import Path
+
+    from reward_service.training.preferences import PreferenceFormatError, read_preferences
+    from reward_service.training.reward_model import file_entry, train_reward_model
+
+    pairs, files = [], []
+    for path in args.data:
+        try:
+            found, skipped = read_preferences(path, args.format, args.skip_bad_lines)
+        except FileNotFoundError:
+            print(f"reward-service: no such file: {path}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except PreferenceFormatError as exc:
+            print(f"reward-service: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        for line, problem in skipped:
+            print(f"skipped {path}:{line}: {problem}", file=sys.stderr)
+        pairs.extend(found)
+        files.append(file_entry(Path(path)) | {"pairs": len(found), "skipped_lines": len(skipped)})
+    print(f"{len(pairs)} preference pairs from {len(files)} file(s)")
+    output = Path(args.output)
+    options = dict(
+        name=args.name or output.name, base_model=args.base_model, data_files=files, held_out_fraction=args.held_out,
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_length=args.max_length, seed=args.seed,
+    )
+    cards = []
+    model_store.write_atomically(output, lambda staging: cards.append(train_reward_model(pairs, staging, **options)))
+    card = cards[0]
+    print(f"wrote {model_store.version(output)} to {output}")
+    print(f"held-out pairwise accuracy {card['held_out_pairwise_accuracy']} on {card['data']['held_out_pairs']} pairs; "
+          f"curve: {output / 'training_curve.png'}")
+
+
 def cmd_models_list(args) -> None:
     print(f"{'name':24} {'build with':32} {'status':10} version / path")
     for spec in model_store.BUILTINS.values():
@@ -102,9 +137,25 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 
+    train = commands.add_parser("train-rm", help="train a reward model on preference pairs or rank lists (JSONL)")
+    train.add_argument("data", nargs="+", help="JSONL files: pairs, HH-style chosen/rejected, or rank lists")
+    train.add_argument("--output", "-o", required=True, help="model folder to write (replaced atomically)")
+    train.add_argument("--format", default="auto", choices=["auto", "pairs", "hh", "ranklist"])
+    train.add_argument("--base-model", help="HF folder to start from (default: the packaged MiniLM encoder)")
+    train.add_argument("--name", help="model name in its version string (default: the output folder name)")
+    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
+    train.add_argument("--batch-size", type=int, default=16, help="pairs per step")
+    train.add_argument("--learning-rate", type=float, default=5e-5)
+    train.add_argument("--max-length", type=int, default=128, help="tokens per (prompt, response), as served")
+    train.add_argument("--held-out", type=float, default=0.1, help="fraction of prompts held out for accuracy")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--skip-bad-lines", action="store_true", help="train on the readable lines, report the rest")
+    train.set_defaults(func=cmd_train_rm)
+
     models = commands.add_parser("models", help="builtin models").add_subparsers(dest="models_command", required=True)
     build = models.add_parser("build", help="build a builtin model into the cache")
-    build.add_argument("name", help="sentiment (more come with later backends)")
+    build.add_argument("name", help="sentiment or rm")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")
     build.set_defaults(func=cmd_models_build)

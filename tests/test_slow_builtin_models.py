@@ -41,3 +41,33 @@ def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(iso
     positive, negative = scores[: len(POSITIVE)], scores[len(POSITIVE):]
     assert min(positive) > max(negative), scores
     assert sum(positive) / 3 - sum(negative) / 3 > 0.4, scores
+
+
+def test_builds_real_reward_model_on_a_subset_and_prefers_fresh_reviews(isolated_home):
+    from reward_service.training.builtin_rm import rotten_tomatoes_pairs
+    from reward_service.training.reward_model import split_pairs
+
+    path = model_store.build("rm", force=True, limit=1200)
+    card = model_store.read_card(path)
+    assert card["name"] == "rm-minilm-rt" and card["data"]["pairs"] == 1200
+    assert card["held_out_pairwise_accuracy"] > 0.7, card
+
+    from reward_service.backends.learned_rm import LearnedRMBackend
+    from reward_service.config import LearnedRMBackendSettings
+
+    _, held_out = split_pairs(rotten_tomatoes_pairs(), 0.1)
+    held_out = held_out[:100]
+
+    async def score():
+        backend = LearnedRMBackend("rm", LearnedRMBackendSettings(type="learned-rm", model="rm-minilm-rt"))
+        await backend.load()
+        try:
+            chosen = await backend.score([Pair(p.prompt, p.chosen) for p in held_out])
+            rejected = await backend.score([Pair(p.prompt, p.rejected) for p in held_out])
+            return chosen, rejected
+        finally:
+            await backend.close()
+
+    chosen, rejected = asyncio.run(score())
+    wins = sum(c > r for c, r in zip(chosen, rejected)) / len(held_out)
+    assert wins > 0.7, wins

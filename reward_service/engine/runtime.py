@@ -7,6 +7,7 @@ runs the Hugging Face model directly, for users who want no export step.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -24,7 +25,8 @@ class TorchRuntime:
             torch.set_num_threads(threads)
         self._torch = torch
         self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-        self._accepts_types = "token_type_ids" in self.model.forward.__code__.co_varnames
+        # inspect.signature sees through the decorators transformers wraps forward in
+        self._accepts_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
         self.description = {"runtime": "torch", "provider": "cpu", "precision": "fp32"}
 
     def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:

@@ -68,7 +68,7 @@ def _string(value, field: str) -> str:
     return value
 
 
-def _ranking(record, forced: str) -> list[PreferencePair]:
+def _ranking(record) -> list[PreferencePair]:
     if isinstance(record, list):
         prompt, ranking = "", record
     else:
@@ -85,7 +85,7 @@ def parse_record(record, fmt: str = "auto") -> list[PreferencePair]:
     if fmt == "ranklist" or isinstance(record, list) or (
         fmt == "auto" and isinstance(record, dict) and ("ranking" in record or "responses" in record)
     ):
-        return _ranking(record, fmt)
+        return _ranking(record)
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object or list, got {type(record).__name__}")
     missing = [k for k in ("chosen", "rejected") if k not in record]

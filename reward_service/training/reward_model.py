@@ -122,7 +122,11 @@ def train_reward_model(
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1, use_safetensors=True)
+    # Any encoder or classifier folder can be the base: its head is replaced by a fresh scalar one.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_model, num_labels=1, id2label={0: "reward"}, label2id={"reward": 0},
+        use_safetensors=True, ignore_mismatched_sizes=True,
+    )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.config.pad_token_id = tokenizer.pad_token_id
