@@ -128,7 +128,7 @@ def create_app(
     by default so /healthz answers at once and /readyz turns true when they are loaded.
     `config_path` is re-read by the reload route (None: the embedded defaults)."""
     registry = BackendRegistry(settings, backends)
-    metrics = Metrics()
+    metrics = Metrics(registry.backends)
     scorer = Scorer(registry, settings.server, metrics)
     for name, backend in registry.backends.items():
         for batcher in backend.batchers():

@@ -32,7 +32,7 @@ def build_missing_models(settings) -> None:
 
 
 def _card_summary(card: dict) -> dict:
-    keys = ("held_out_accuracy", "held_out_pairwise_accuracy", "build_seconds")
+    keys = ("held_out_accuracy", "held_out_pairwise_accuracy", "build_seconds", "training_seconds")
     return {k: card[k] for k in keys if k in card}
 
 

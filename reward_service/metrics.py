@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REWARD_BUCKETS = (-5, -3, -2, -1, -0.5, 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3, 5)
@@ -10,9 +14,14 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
+REWARD_WINDOW = 1000  # rewards the recent mean/std gauges look back over, per backend
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, backends: dict | None = None, reward_window: int = REWARD_WINDOW) -> None:
         self.registry = CollectorRegistry()
+        self.recent: dict[str, deque] = {}
+        self.reward_window = reward_window
         r = self.registry
         self.requests = Counter(
             "reward_requests_total", "Scoring requests by backend and outcome", ["backend", "status"], registry=r
@@ -44,6 +53,14 @@ class Metrics:
             registry=r,
         )
 
+        self.registry.register(_LiveCollector(self, backends or {}))
+
+    def record_rewards(self, backend: str, scores: list[float]) -> None:
+        histogram = self.rewards.labels(backend)
+        for value in scores:
+            histogram.observe(value)
+        self.recent.setdefault(backend, deque(maxlen=self.reward_window)).extend(scores)
+
     def batch_observer(self, backend: str):
         """A callback the engine's batcher calls after each forward pass."""
 
@@ -54,3 +71,48 @@ class Metrics:
             self.queue_wait.labels(backend).observe(oldest_wait_s)
 
         return observe
+
+
+class _LiveCollector:
+    """Values read at scrape time: the batchers' drop/reject counters and the recent reward window."""
+
+    def __init__(self, metrics: Metrics, backends: dict):
+        self.metrics = metrics
+        self.backends = backends
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        dropped = CounterMetricFamily(
+            "reward_dropped_items", "Items dropped before inference (deadline passed or client gone)", labels=["backend"]
+        )
+        rejected = CounterMetricFamily(
+            "reward_rejected_requests", "Requests refused with 429 because the queue was full", labels=["backend"]
+        )
+        for name, backend in self.backends.items():
+            stats = [b.stats for b in backend.batchers()]
+            dropped.add_metric([name], sum(s.dropped_items for s in stats))
+            rejected.add_metric([name], sum(s.rejected_requests for s in stats))
+        capacity = GaugeMetricFamily(
+            "reward_queue_capacity", "Items the queue holds before answering 429", labels=["backend"]
+        )
+        for name, backend in self.backends.items():
+            if backend.batchers():
+                capacity.add_metric([name], sum(b.settings.max_queue_items for b in backend.batchers()))
+        yield dropped
+        yield rejected
+        yield capacity
+        mean = GaugeMetricFamily(
+            "reward_recent_mean", f"Mean of the last {self.metrics.reward_window} rewards served", labels=["backend"]
+        )
+        std = GaugeMetricFamily(
+            "reward_recent_std", f"Std of the last {self.metrics.reward_window} rewards served", labels=["backend"]
+        )
+        for name, window in list(self.metrics.recent.items()):
+            if window:
+                values = np.fromiter(window, dtype=float)
+                mean.add_metric([name], float(values.mean()))
+                std.add_metric([name], float(values.std()))
+        yield mean
+        yield std

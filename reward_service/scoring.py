@@ -100,7 +100,5 @@ class Scorer:
             raise BackendFailed(f"backend {backend.name!r} failed: {type(exc).__name__}: {exc}", retry_after_s=1) from exc
         if len(scores) != len(pairs) or not all(math.isfinite(s) for s in scores):
             raise BackendFailed(f"backend {backend.name!r} returned {len(scores)} scores for {len(pairs)} items or a non-finite score")
-        histogram = self.metrics.rewards.labels(backend.name)
-        for value in scores:
-            histogram.observe(value)
+        self.metrics.record_rewards(backend.name, scores)
         return scores, version, members

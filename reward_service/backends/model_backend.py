@@ -50,6 +50,7 @@ class ModelBackend(Backend):
         """Load `settings`' model beside the current one, then switch. Returns (old, new) versions.
         On failure the current model keeps serving and the error propagates."""
         engine = self._new_engine(settings)
+        engine.batcher.stats = self.engine.batcher.stats  # counters and metric observers carry over
         await asyncio.to_thread(engine.load)
         self.prepare(engine)
         old_engine, old_version = self.engine, self.model_version
