@@ -48,10 +48,11 @@ class BackendRegistry:
             log.error("backend %r failed to load: %s", backend.name, backend.error)
 
     async def load_all(self) -> None:
-        """Plain backends concurrently, then the ensembles that score through them."""
-        plain = [b for b in self.backends.values() if b.type != "ensemble"]
-        await asyncio.gather(*(self._load_one(b) for b in plain))
-        await asyncio.gather(*(self._load_one(b) for b in self.backends.values() if b.type == "ensemble"))
+        """One backend at a time (loading in parallel threads raced inside transformers'
+        lazy imports, and the cores are busy exporting anyway), ensembles last."""
+        ordered = sorted(self.backends.values(), key=lambda b: b.type == "ensemble")
+        for backend in ordered:
+            await self._load_one(backend)
 
     async def reload(self, name: str, settings: Settings) -> tuple[str, str]:
         """Re-read backend `name` from fresh settings and hot-swap its model.

