@@ -100,6 +100,11 @@ def cmd_train_rm(args) -> None:
           f"curve: {output / 'training_curve.png'}")
 
 
+def cmd_models_prepare(args) -> None:
+    build_missing_models(_load_settings(args.config))
+    print("all builtin models the config names are built")
+
+
 def cmd_models_list(args) -> None:
     print(f"{'name':24} {'build with':32} {'status':10} version / path")
     for spec in model_store.BUILTINS.values():
@@ -160,6 +165,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")
     build.set_defaults(func=cmd_models_build)
     models.add_parser("list", help="builtin models and whether they are built").set_defaults(func=cmd_models_list)
+    prepare = models.add_parser("prepare", help="build every builtin model the config names that is missing")
+    prepare.add_argument("--config")
+    prepare.set_defaults(func=cmd_models_prepare)
 
     cfg = commands.add_parser("config", help="the config").add_subparsers(dest="config_command", required=True)
     show = cfg.add_parser("show", help="print the embedded default config (or a file, validated)")
