@@ -13,7 +13,7 @@ import json
 from collections import OrderedDict
 from typing import Awaitable, Callable, TypeVar
 
-from reward_service.errors import Conflict
+from reward_service.errors import Conflict, DeadlineExceeded
 
 T = TypeVar("T")
 
@@ -50,6 +50,10 @@ class IdempotencyCache:
             # Failures are not remembered: a retry should really retry.
             self._entries.pop(key, None)
             if not future.done():
+                if isinstance(exc, asyncio.CancelledError):  # the first caller went away; waiters must not look cancelled
+                    exc = DeadlineExceeded(
+                        f"the first attempt with request_id {request_id!r} was abandoned; retry", retry_after_s=0
+                    )
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: no "never retrieved" warning when nobody waits
             raise
