@@ -111,11 +111,15 @@ async def _until_disconnect(request: Request, work):
             if done:
                 return task.result()
             if await request.is_disconnected():
-                task.cancel()
-                raise asyncio.CancelledError("client disconnected")
+                task.cancel()  # its items are dropped before inference
+                raise _ClientGone()
     finally:
         if not task.done():
             task.cancel()
+
+
+class _ClientGone(Exception):
+    """The client disconnected; there is nobody to answer."""
 
 
 def create_app(
@@ -159,6 +163,10 @@ def create_app(
     async def _service_error(request: Request, exc: errors.RewardServiceError):
         return error_response(STATUS.get(type(exc), 503), exc.code, exc.message, exc.details, exc.retry_after_s)
 
+    @app.exception_handler(_ClientGone)
+    async def _gone(request: Request, exc: _ClientGone):
+        return Response(status_code=499)  # nginx's "client closed request"; never sent to anyone
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         problems = [
@@ -169,6 +177,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # e.g. a body that is not UTF-8 or JSON nested too deep
+            return error_response(422, errors.InvalidInput.code, f"invalid request body: {exc.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
@@ -201,8 +211,13 @@ def create_app(
     @app.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=ERROR_RESPONSES, tags=["scoring"])
     async def get_reward(body: schemas.OpenRLHFRequest, request: Request, backend: str | None = None):
         """OpenRLHF remote reward model format (`--remote_rm_url http://host:port/get_reward`).
-        Each query is prompt + response in one string; it is scored as the response."""
-        pairs = [Pair("", text) for text in body.query]
+        Each query is prompt + response in one string. With `prompts` (sent by recent OpenRLHF),
+        each query is split into (prompt, response) and scored as a pair; otherwise as the response."""
+        prompts = body.prompts if body.prompts and len(body.prompts) == len(body.query) else None
+        if prompts and all(q.startswith(p) for p, q in zip(prompts, body.query)):
+            pairs = [Pair(p, q[len(p):]) for p, q in zip(prompts, body.query)]
+        else:
+            pairs = [Pair("", text) for text in body.query]
         result = await _until_disconnect(request, scorer.score(pairs, backend))
         return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model)
 

@@ -110,6 +110,9 @@ class ServerSettings(Strict):
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_items_per_request: int = Field(4096, ge=1)
+    max_chars_per_item: int = Field(
+        20000, ge=1, description="prompt + response characters per item; longer items get 413 (VADER is quadratic)"
+    )
     default_timeout_s: float = Field(60.0, gt=0)
     max_timeout_s: float = Field(3600.0, gt=0)
     idempotency_cache_size: int = Field(1024, ge=0, description="recent request_ids remembered per backend")

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (an unpaired surrogate escape such as \\ud800)") from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
 
 
 class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: StrictStr = Field(description="the prompt the policy was given")
-    response: StrictStr = Field(description="the policy's generated continuation")
+    prompt: Text = Field(description="the prompt the policy was given")
+    response: Text = Field(description="the policy's generated continuation")
 
 
 class ScoreRequest(BaseModel):
@@ -40,7 +53,10 @@ class OpenRLHFRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    query: list[StrictStr] = Field(min_length=1)
+    query: list[Text] = Field(min_length=1)
+    prompts: list[Text] | None = Field(
+        None, description="optional: the prompt of each query; when given (and a prefix of it), scored as a pair"
+    )
 
 
 class OpenRLHFResponse(BaseModel):

@@ -44,6 +44,13 @@ class Scorer:
         return_members: bool | None = None,
     ) -> ScoreResult:
         started = time.perf_counter()
+        longest = max((len(p.prompt) + len(p.response) for p in pairs), default=0)
+        if longest > self.server.max_chars_per_item:
+            raise TooLarge(
+                f"an item has {longest} characters (prompt + response); the limit is "
+                f"{self.server.max_chars_per_item}",
+                details={"limit": self.server.max_chars_per_item},
+            )
         if len(pairs) > self.server.max_items_per_request:
             raise TooLarge(
                 f"{len(pairs)} items in one request; the limit is {self.server.max_items_per_request} "
@@ -60,7 +67,7 @@ class Scorer:
             scores, version, members = await self.idempotency.run(
                 backend.name,
                 request_id,
-                fingerprint([list(p) for p in pairs]),
+                fingerprint([list(p) for p in pairs]) if request_id else "",
                 lambda: self._score(backend, pairs, deadline, timeout, return_members),
             )
         except RewardServiceError as exc:
@@ -83,13 +90,12 @@ class Scorer:
         )
 
     async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float, return_members: bool):
-        version = backend.model_version  # read before scoring: the version that produced these scores
         members = None
-        try:
+        try:  # the version comes back with the scores: the one that produced them, even across a reload
             if return_members and hasattr(backend, "score_members"):
-                scores, members = await asyncio.wait_for(backend.score_members(pairs, deadline), timeout)
+                scores, members, version = await asyncio.wait_for(backend.score_members(pairs, deadline), timeout)
             else:
-                scores = await asyncio.wait_for(backend.score(pairs, deadline), timeout)
+                scores, version = await asyncio.wait_for(backend.score_versioned(pairs, deadline), timeout)
         except (asyncio.TimeoutError, DeadlineExceeded):
             raise DeadlineExceeded(
                 f"backend {backend.name!r} did not finish within {timeout:g}s", retry_after_s=1

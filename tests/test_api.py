@@ -111,14 +111,22 @@ def test_oversized_body_is_413(client):
     assert chunked.status_code == 413
 
 
+def test_an_overlong_item_is_413(tiny_model):
+    app = create_app(settings_for(tiny_model, max_chars_per_item=100), load_in_background=False)
+    with TestClient(app) as c:
+        r = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": "r" * 41}], "backend": "lexicon"})
+        assert r.status_code == 413 and "limit is 100" in r.json()["error"]["message"]
+
+
 def test_too_many_items_is_413(client):
     r = client.post("/score", json={"items": [{"prompt": "", "response": "a"}] * 51})
     assert r.status_code == 413 and "limit is 50" in r.json()["error"]["message"]
 
 
 def test_service_keeps_serving_after_bad_input(client):
-    client.post("/score", json={"items": []})
-    client.post("/score", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert client.post("/score", json={"items": []}).status_code == 422
+    bad = client.post("/score", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "invalid_input"
     assert client.post("/score", json={"items": [ITEM]}).status_code == 200
 
 
@@ -145,10 +153,25 @@ def test_backends_health_ready_docs(client):
 
 
 def test_metrics_count_requests_and_rewards(client):
-    before = client.get("/metrics").text
+    before = _reward_count(client, "lexicon")
     client.post("/score", json={"items": [ITEM, ITEM], "backend": "lexicon"})
     text = client.get("/metrics").text
     assert 'reward_requests_total{backend="lexicon",status="ok"}' in text
-    assert 'reward_value_count{backend="lexicon"}' in text
+    assert _reward_count(client, "lexicon") == before + 2
     assert 'reward_model_info{backend="sentiment"' in text
-    assert text != before
+
+
+def test_hostile_text_is_refused_at_the_boundary(client):
+    surrogate = client.post("/score", content=b'{"items": [{"prompt": "", "response": "\\ud800"}]}',
+                            headers={"content-type": "application/json"})
+    assert surrogate.status_code == 422 and "Unicode" in surrogate.json()["error"]["message"]
+    not_utf8 = client.post("/score", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert not_utf8.status_code == 422 and not_utf8.json()["error"]["type"] == "invalid_input"
+
+
+def test_get_reward_splits_queries_by_their_prompts(client):
+    split = client.post("/get_reward", json={"query": ["Q: hi A: great"], "prompts": ["Q: hi"]}).json()
+    whole = client.post("/get_reward", json={"query": ["Q: hi A: great"]}).json()
+    direct = client.post("/score", json={"items": [{"prompt": "Q: hi", "response": " A: great"}]}).json()
+    assert split["rewards"] == pytest.approx(direct["scores"])
+    assert len(whole["rewards"]) == 1

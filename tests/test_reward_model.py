@@ -142,3 +142,31 @@ default_backend: blend
 backends:
   blend: {type: ensemble, members: [{backend: nope, weight: 1}]}
 """, "test", environ={})
+
+
+def test_reload_checks_the_new_model_against_the_new_settings(tmp_path):
+    from reward_service.errors import ReloadFailed
+    from reward_service.registry import BackendRegistry
+    from tests.conftest import make_tiny_classifier
+
+    folder = make_tiny_classifier(tmp_path / "rm-without-card", num_labels=1)  # no model card: no stored mean/std
+
+    def settings(normalize):
+        return config_module.parse(f"""
+default_backend: rm
+backends:
+  rm: {{type: learned-rm, model: {folder}, runtime: torch, normalize: {str(normalize).lower()}}}
+""", "test", environ={})
+
+    async def run():
+        registry = BackendRegistry(settings(False))
+        await registry.load_all()
+        before = await registry.get("rm").score_versioned([Pair("p", "r")])
+        with pytest.raises(ReloadFailed, match="stores no normalization"):
+            await registry.reload("rm", settings(True))
+        after = await registry.get("rm").score_versioned([Pair("p", "r")])
+        await registry.close_all()
+        return before, after
+
+    before, after = asyncio.run(run())
+    assert before == after  # the old model and settings keep serving

@@ -23,6 +23,7 @@ import httpx
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 502, 503, 504}
+TIMEOUT_MARGIN_S = 15.0  # the HTTP read waits this much past the server-side deadline, to get its 504
 
 
 class RewardServiceError(Exception):
@@ -119,6 +120,9 @@ class _Common:
             warnings.warn(message, ModelChangedWarning, stacklevel=4)
         self.model_version = version
 
+    def _http_timeout(self, timeout_s: float | None) -> float:
+        return timeout_s + TIMEOUT_MARGIN_S if timeout_s else self.timeout_s
+
     def _judge(self, outcome, expected: int, attempt: int, request_id: str) -> tuple[ScoreResult | None, float]:
         """One attempt's outcome (a response or a transport error): the result, or how long
         to wait before retrying; raises when retrying cannot help or the retries are spent."""
@@ -163,7 +167,7 @@ class RewardClient(_Common):
         body, request_id = self._request(prompts, responses, request_id, timeout_s)
         for attempt in range(self.retry.max_retries + 1):
             try:
-                outcome = self._http.post("/score", json=body, timeout=timeout_s or self.timeout_s)
+                outcome = self._http.post("/score", json=body, timeout=self._http_timeout(timeout_s))
             except httpx.TransportError as exc:
                 outcome = exc
             result, wait = self._judge(outcome, len(prompts), attempt, request_id)
@@ -196,7 +200,7 @@ class AsyncRewardClient(_Common):
         body, request_id = self._request(prompts, responses, request_id, timeout_s)
         for attempt in range(self.retry.max_retries + 1):
             try:
-                outcome = await self._http.post("/score", json=body, timeout=timeout_s or self.timeout_s)
+                outcome = await self._http.post("/score", json=body, timeout=self._http_timeout(timeout_s))
             except httpx.TransportError as exc:
                 outcome = exc
             result, wait = self._judge(outcome, len(prompts), attempt, request_id)

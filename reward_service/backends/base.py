@@ -39,6 +39,12 @@ class Backend(ABC):
     async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
         """One reward per pair, same order. `deadline` is event-loop time."""
 
+    async def score_versioned(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], str]:
+        """Scores and the exact version that produced them. Backends whose model can be
+        swapped while a request runs override this to read both from the same model."""
+        version = self.model_version
+        return await self.score(pairs, deadline), version
+
     def batchers(self) -> list:
         """The engine batchers this backend feeds, for queue and batch metrics."""
         return []

@@ -51,17 +51,24 @@ class EnsembleBackend(Backend):
                 self._standardiser(member)
         self.ready = True
 
-    async def score_members(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], dict]:
+    async def score_members(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], dict, str]:
+        """(weighted scores, each member's scores, the version built from the members that scored)."""
         names = [m.backend for m in self.settings.members]
-        results = await asyncio.gather(*(self.members[n].score(pairs, deadline) for n in names))
+        results = await asyncio.gather(*(self.members[n].score_versioned(pairs, deadline) for n in names))
         total = np.zeros(len(pairs))
-        for member, scores in zip(self.settings.members, results):
+        for member, (scores, _) in zip(self.settings.members, results):
             mean, std = self._standardiser(member)
             total += member.weight * (np.asarray(scores) - mean) / std
-        return total.tolist(), dict(zip(names, results))
+        version = "ensemble(" + " + ".join(
+            f"{m.weight:g}*{m.backend}:{v}" for m, (_, v) in zip(self.settings.members, results)) + ")"
+        return total.tolist(), {n: s for n, (s, _) in zip(names, results)}, version
 
     async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
         return (await self.score_members(pairs, deadline))[0]
+
+    async def score_versioned(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], str]:
+        scores, _, version = await self.score_members(pairs, deadline)
+        return scores, version
 
     def details(self) -> dict:
         return {"members": [m.model_dump() for m in self.settings.members], "return_members": self.settings.return_members}

@@ -24,12 +24,12 @@ class LearnedRMBackend(ModelBackend):
             raise ValueError(
                 f"{engine.model_dir} has {engine.config.num_labels} outputs; a reward model has one (num_labels=1)"
             )
-        if self.settings.normalize and stored_normalization(engine.card) is None:
+        if engine.settings.normalize and stored_normalization(engine.card) is None:
             raise ValueError(f"normalize: true, but {engine.model_dir}/model_card.json stores no normalization mean/std")
 
     def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
         rewards = logits[:, 0]
-        if self.settings.normalize:
+        if engine.settings.normalize:
             mean, std = stored_normalization(engine.card)
             rewards = (rewards - mean) / std
         return rewards

@@ -36,7 +36,8 @@ class ModelBackend(Backend):
         return self.engine.version or self.settings.model
 
     def prepare(self, engine: ModelEngine) -> None:
-        """Read what this backend needs from a freshly loaded engine (raise if unusable)."""
+        """Check a freshly loaded engine against its own settings (`engine.settings`: on a
+        reload, the new ones); raise if unusable."""
 
     def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -71,12 +72,15 @@ class ModelBackend(Backend):
         await self.engine.close()
 
     async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
+        return (await self.score_versioned(pairs, deadline))[0]
+
+    async def score_versioned(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], str]:
         engine = self.engine  # one engine for the whole request, even if a reload switches mid-way
-        if self.settings.use_prompt:
+        if engine.settings.use_prompt:
             logits = await engine.logits([p.prompt for p in pairs], [p.response for p in pairs], deadline)
         else:
             logits = await engine.logits([p.response for p in pairs], None, deadline)
-        return self.rewards(engine, logits).astype(float).tolist()
+        return self.rewards(engine, logits).astype(float).tolist(), engine.version
 
     def batchers(self) -> list:
         return [self.engine.batcher]

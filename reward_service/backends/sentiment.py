@@ -34,7 +34,7 @@ class SentimentBackend(ModelBackend):
     def prepare(self, engine: ModelEngine) -> None:
         if engine.config.num_labels < 2:
             raise ValueError(f"{engine.model_dir} has a single output; serve it with type: learned-rm")
-        engine.reward_column = positive_index(self.settings.positive_label, engine.config.id2label, engine.card)
+        engine.reward_column = positive_index(engine.settings.positive_label, engine.config.id2label, engine.card)
 
     def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -59,14 +59,16 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
         self._worker: asyncio.Task | None = None
+        self._taken = 0
         self.stats = BatchStats()
 
     @property
     def queued_items(self) -> int:
-        return len(self._pending)
+        """Items waiting: still queued, or taken by the worker and not yet run."""
+        return len(self._pending) + self._taken
 
     def start(self) -> None:
-        if self._worker is None:
+        if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
     async def close(self) -> None:
@@ -146,8 +148,13 @@ class DynamicBatcher:
         for request, _, _ in taken:
             if request.deadline is not None and now >= request.deadline and not request.future.done():
                 request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
-        for batch in self._cut(alive):
-            await self._run_batch(batch, loop)
+        self._taken = len(alive)
+        try:
+            for batch in self._cut(alive):
+                await self._run_batch(batch, loop)
+                self._taken -= len(batch)
+        finally:
+            self._taken = 0
 
     def _cut(self, entries: list[tuple[_Request, int, float]]) -> list[list[tuple[_Request, int, float]]]:
         """Sort by length, then cut greedily under the size and padded-token budgets."""

@@ -19,7 +19,7 @@ from reward_service.engine.tokenization import encode_texts, pad_batch
 
 log = logging.getLogger(__name__)
 
-INLINE_TOKENIZE_ITEMS = 64
+INLINE_TOKENIZE_CHARS = 4096  # requests with more text tokenise in a thread, off the event loop
 DEFAULT_MAX_LENGTH = 256  # bigger requests tokenise in a thread, off the event loop
 
 
@@ -80,7 +80,7 @@ class ModelEngine:
     async def logits(self, texts: list[str], pairs: list[str] | None = None, deadline: float | None = None) -> np.ndarray:
         self.active_requests += 1
         try:
-            if len(texts) > INLINE_TOKENIZE_ITEMS:
+            if sum(map(len, texts)) + sum(map(len, pairs or [])) > INLINE_TOKENIZE_CHARS:
                 encoded = await asyncio.to_thread(self.encode, texts, pairs)
             else:
                 encoded = self.encode(texts, pairs)

@@ -136,7 +136,8 @@ class PPOTrainer:
             logits = model(input_ids=rollout_ids, attention_mask=attention_mask,
                            position_ids=position_ids(attention_mask)).logits
             values = None
-        logits = logits[:, prompt_length - 1: -1]
+        # The distribution actually sampled from (top-k/top-p truncation aside): logits / temperature.
+        logits = logits[:, prompt_length - 1: -1] / self.settings.generation.temperature
         targets = rollout_ids[:, prompt_length:]
         assert logits.shape[1] == response_length
         return logits, core.token_logprobs(logits, targets), values
@@ -169,7 +170,7 @@ class PPOTrainer:
             advantages, returns = core.gae(rewards, old_values, mask, s.gamma, s.lam)
             advantages = core.whiten(advantages, mask)
 
-        self.policy.train()
+        self.policy.eval()  # no dropout: the PPO ratio must be 1 before the first update
         losses = {"policy_loss": [], "value_loss": [], "clipfrac": [], "approx_kl": [], "entropy": []}
         for _ in range(s.ppo_epochs):
             order = list(range(s.batch_size))
