@@ -17,6 +17,9 @@ from typing import Callable
 
 CARD_FILE = "model_card.json"
 VERSION_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt", CARD_FILE)
+# Also decide outputs when present: sharded weights and other tokenizer formats.
+EXTRA_VERSION_PATTERNS = ("model-*.safetensors", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model",
+                          "vocab.json", "merges.txt")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ def write_card(path: Path, card: dict) -> None:
 def content_hash(path: Path) -> str:
     """Hash of the files that decide a model's outputs."""
     digest = hashlib.sha256()
-    for name in VERSION_FILES:
+    extra = sorted({f.name for pattern in EXTRA_VERSION_PATTERNS for f in path.glob(pattern)})
+    for name in (*VERSION_FILES, *extra):
         file = path / name
         if file.is_file():
             digest.update(name.encode())

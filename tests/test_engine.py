@@ -182,3 +182,21 @@ async def _failing():
 
 def test_a_failing_batch_fails_its_requests_and_the_batcher_keeps_serving():
     assert asyncio.run(_failing())[0, 0] == 5
+
+
+def test_model_version_changes_with_any_weight_or_tokenizer_file(tiny_model, tmp_path):
+    import shutil
+
+    from reward_service import model_store
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    base = model_store.content_hash(copy)
+    assert base == model_store.content_hash(tiny_model)
+    (copy / "merges.txt").write_text("a b\n")  # another tokenizer format appears
+    with_merges = model_store.content_hash(copy)
+    (copy / "model-00002-of-00002.safetensors").write_bytes(b"shard")
+    with_shard = model_store.content_hash(copy)
+    assert len({base, with_merges, with_shard}) == 3
+    (copy / "training_curve.png").write_bytes(b"not a model file")
+    assert model_store.content_hash(copy) == with_shard  # a plot does not change the reward

@@ -45,12 +45,15 @@ def smollm2_folder() -> Path:
 
     gguf = smollm2_gguf()
     log.info("converting %s to safetensors in %s (once)", gguf.name, target)
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    plain = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict(), strict=False)
-    if getattr(config, "tie_word_embeddings", False):
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"GGUF conversion mismatch: missing {missing}, unexpected {unexpected}")
+    if tied:
         plain.tie_weights()
     staging = target.with_name(f".{target.name}.{os.getpid()}")
     plain.save_pretrained(staging, safe_serialization=True)
