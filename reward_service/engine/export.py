@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from reward_service import model_store
@@ -136,7 +135,3 @@ def convert_fp16(fp32_graph: Path) -> Path:
     onnx.save(convert_float_to_float16(onnx.load(str(fp32_graph)), keep_io_types=True), str(staging))
     staging.replace(target)
     return target
-
-
-def clear_cache() -> None:
-    shutil.rmtree(cache_dir(), ignore_errors=True)
