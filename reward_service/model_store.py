@@ -130,17 +130,27 @@ def write_card(path: Path, card: dict) -> None:
     (path / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
 
 
+_HASHES: dict[tuple, str] = {}  # (folder, files' names, sizes, mtimes) -> hash: a load reads the weights once
+
+
 def content_hash(path: Path) -> str:
-    """Hash of the files that decide a model's outputs."""
-    digest = hashlib.sha256()
+    """Hash of the files that decide a model's outputs (memoised while the files are unchanged)."""
+    path = Path(path)
     extra = sorted({f.name for pattern in EXTRA_VERSION_PATTERNS for f in path.glob(pattern)})
-    for name in (*VERSION_FILES, *extra):
-        file = path / name
-        if file.is_file():
-            digest.update(name.encode())
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+    files = [path / name for name in (*VERSION_FILES, *extra) if (path / name).is_file()]
+    key = (str(path.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _HASHES:
+        _HASHES[key] = _hash_files(files)
+    return _HASHES[key]
+
+
+def _hash_files(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

@@ -19,9 +19,9 @@ SMOLLM2 = "smollm2-135m-instruct"
 
 
 def cache_root() -> Path:
-    root = os.environ.get("REWARD_SERVICE_HOME")
-    base = Path(root).expanduser() if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reward-service"
-    return base / "policies"
+    from reward_service import model_store
+
+    return model_store.home() / "policies"
 
 
 def smollm2_gguf() -> Path:
