@@ -17,6 +17,7 @@ from reward_service import config as config_module
 from reward_service import errors, schemas
 from reward_service.backends import Backend, Pair
 from reward_service.config import Settings
+from reward_service.human import routes as human_routes
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
 from reward_service.scoring import Scorer
@@ -33,6 +34,9 @@ STATUS = {
     errors.BackendFailed: 503,
     errors.DeadlineExceeded: 504,
     errors.ReloadFailed: 503,
+    errors.NotFound: 404,
+    errors.Unauthorized: 401,
+    errors.TaskConflict: 409,
 }
 RETRYABLE = {429, 502, 503, 504}
 ERROR_RESPONSES = {
@@ -137,6 +141,8 @@ def create_app(
     for name, backend in registry.backends.items():
         for batcher in backend.batchers():
             batcher.stats.observers.append(metrics.batch_observer(name))
+    for queue in registry.queues():
+        queue.rating_observers.append(metrics.rating_observer(queue.name))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -161,7 +167,10 @@ def create_app(
 
     @app.exception_handler(errors.RewardServiceError)
     async def _service_error(request: Request, exc: errors.RewardServiceError):
-        return error_response(STATUS.get(type(exc), 503), exc.code, exc.message, exc.details, exc.retry_after_s)
+        response = error_response(STATUS.get(type(exc), 503), exc.code, exc.message, exc.details, exc.retry_after_s)
+        if isinstance(exc, errors.Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(_ClientGone)
     async def _gone(request: Request, exc: _ClientGone):
@@ -182,14 +191,22 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.post("/score", response_model=schemas.ScoreResponse, responses=ERROR_RESPONSES, tags=["scoring"])
-    async def score(body: schemas.ScoreRequest, request: Request) -> schemas.ScoreResponse:
+    @app.post("/score", response_model=schemas.ScoreResponse, tags=["scoring"], responses={
+        **ERROR_RESPONSES, 202: {"model": schemas.JobResponse, "description": "human backend with `wait: false`"}})
+    async def score(body: schemas.ScoreRequest, request: Request):
         """One reward per item, in order. The response names the exact model version."""
         pairs = [Pair(item.prompt, item.response) for item in body.items]
         result = await _until_disconnect(
-            request, scorer.score(pairs, body.backend, body.request_id, body.timeout_s, body.return_members)
+            request, scorer.score(pairs, body.backend, body.request_id, body.timeout_s, body.return_members, body.wait)
         )
-        return schemas.ScoreResponse(**result.__dict__)
+        job = result.job
+        if job is not None and job.status == "pending":
+            pending = human_routes.job_response(registry.find(result.backend), job)
+            return JSONResponse(pending.model_dump(), status_code=202, headers={"Location": pending.poll})
+        fields = {k: v for k, v in result.__dict__.items() if k != "job"}
+        if job is not None:
+            fields.update(job_id=job.job_id, sources=job.sources, ratings=job.ratings, fallback_model=job.fallback_model)
+        return schemas.ScoreResponse(**fields)
 
     @app.post("/admin/backends/{name}/reload", response_model=schemas.ReloadResponse, responses=ERROR_RESPONSES,
               tags=["admin"])
@@ -220,6 +237,8 @@ def create_app(
             pairs = [Pair("", text) for text in body.query]
         result = await _until_disconnect(request, scorer.score(pairs, backend))
         return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model)
+
+    app.include_router(human_routes.router(registry, metrics))
 
     @app.get("/v1/backends", response_model=schemas.BackendList, tags=["service"])
     async def list_backends() -> schemas.BackendList:
@@ -261,6 +280,14 @@ def create_app(
             metrics.queue_depth.labels(name).set(sum(b.queued_items for b in backend.batchers()))
             if backend.ready:
                 metrics.model_info.labels(name, backend.model_version).set(1)
+        for queue in registry.queues():
+            if queue.ready:
+                try:
+                    stats = await queue.run(queue.store.queue_stats, queue.name)
+                except errors.BackendFailed:
+                    continue  # the store is down: keep the last values; reward_backend_ready still says 1
+                metrics.tasks_pending.labels(queue.name).set(stats["pending"])
+                metrics.oldest_pending.labels(queue.name).set(stats["oldest_pending_age_s"])
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,8 +1,10 @@
-"""`reward-service` command line: serve, models build|list, config show|check."""
+"""`reward-service` command line: serve, train-rm, models build|list|prepare, human export|summary,
+config show|check."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -130,6 +132,54 @@ def cmd_config_check(args) -> None:
     print(f"ok: {len(settings.backends)} backends ({', '.join(settings.backends)}), default {settings.default_backend!r}")
 
 
+def _human_queue(args):
+    """(store, settings) of the named human backend, or the first one."""
+    from reward_service.backends.human import store_url
+    from reward_service.config import HumanBackendSettings
+    from reward_service.human.store import Store, StoreError
+
+    settings = _load_settings(args.config)
+    queues = {n: b for n, b in settings.backends.items() if isinstance(b, HumanBackendSettings)}
+    name = args.backend or next(iter(queues), None)
+    if name not in queues:
+        print(f"reward-service: no human backend {name!r} in the config (human backends: "
+              f"{', '.join(queues) or 'none'})", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        store = Store.open(store_url(queues[name]))
+        store.create_schema()
+    except (StoreError, ValueError) as exc:
+        print(f"reward-service: cannot open the human queue of {name!r}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    return name, store, queues[name]
+
+
+def cmd_human_export(args) -> None:
+    from reward_service.human import export
+
+    name, store, settings = _human_queue(args)
+    tasks = store.rated_tasks(name)
+    count = 0
+    target = open(args.output, "w", encoding="utf-8") if args.output != "-" else contextlib.nullcontext(sys.stdout)
+    with target as out:
+        for line in export.lines(tasks, settings.scale, args.format):
+            out.write(line)
+            count += 1
+    summary = export.summary(tasks, settings.scale)
+    print(f"wrote {count} {args.format} lines from {summary['rated_tasks']} rated tasks "
+          f"({summary['ratings']} ratings) of backend {name!r} to {args.output}", file=sys.stderr)
+    print(json.dumps({"agreement": summary["agreement"], "ratings_per_rater": summary["ratings_per_rater"]}),
+          file=sys.stderr)
+
+
+def cmd_human_summary(args) -> None:
+    from reward_service.human import export
+
+    name, store, settings = _human_queue(args)
+    summary = {"backend": name, **store.queue_stats(name), **export.summary(store.rated_tasks(name), settings.scale)}
+    print(json.dumps(summary, indent=2))
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="reward-service", description="Reward-model-as-a-service for RLHF.")
     commands = root.add_subparsers(dest="command", required=True)
@@ -168,6 +218,20 @@ def parser() -> argparse.ArgumentParser:
     prepare = models.add_parser("prepare", help="build every builtin model the config names that is missing")
     prepare.add_argument("--config")
     prepare.set_defaults(func=cmd_models_prepare)
+
+    human = commands.add_parser("human", help="the human rating queue").add_subparsers(
+        dest="human_command", required=True)
+    export = human.add_parser("export", help="ratings as JSONL that train-rm reads (pairs or rank lists)")
+    export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
+    export.add_argument("--format", default="pairs", choices=["pairs", "ranklist", "ratings"],
+                        help="pairs/ranklist: train-rm input; ratings: every rating with its rater (audit)")
+    export.add_argument("--config")
+    export.add_argument("--backend", help="human backend name (default: the first in the config)")
+    export.set_defaults(func=cmd_human_export)
+    summary = human.add_parser("summary", help="queue length, ratings per rater, inter-rater agreement")
+    summary.add_argument("--config")
+    summary.add_argument("--backend")
+    summary.set_defaults(func=cmd_human_summary)
 
     cfg = commands.add_parser("config", help="the config").add_subparsers(dest="config_command", required=True)
     show = cfg.add_parser("show", help="print the embedded default config (or a file, validated)")

@@ -99,8 +99,65 @@ class EnsembleBackendSettings(Strict):
     return_members: bool = Field(False, description="include each member's scores in responses by default")
 
 
+class RatingScale(Strict):
+    """The scale raters score on; a ranking of n responses is mapped onto it linearly
+    (best = max, worst = min)."""
+
+    min: float = 1.0
+    max: float = 5.0
+    step: float = Field(1.0, gt=0, description="allowed ratings are min, min + step, ..., max")
+    labels: dict[str, str] = Field(
+        default_factory=lambda: {"1": "bad", "3": "okay", "5": "great"},
+        description="optional words shown beside some values",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "RatingScale":
+        if self.max <= self.min:
+            raise ValueError(f"scale.max ({self.max:g}) must be above scale.min ({self.min:g})")
+        steps = (self.max - self.min) / self.step
+        if abs(steps - round(steps)) > 1e-9 or round(steps) > 100:
+            raise ValueError("scale: (max - min) must be a whole number of steps, at most 100")
+        return self
+
+    def values(self) -> list[float]:
+        n = round((self.max - self.min) / self.step)
+        return [round(self.min + i * self.step, 9) for i in range(n + 1)]
+
+
+class HumanBackendSettings(Strict):
+    type: Literal["human"]
+    store: str = Field(
+        "sqlite",
+        description="`sqlite` (a file in the model cache), `sqlite:///abs/path.db`, or a PostgreSQL URL "
+        "`postgresql://user@host/db` to share one queue between replicas",
+    )
+    raters: dict[str, str] = Field(
+        default_factory=dict, description="rater name -> token; raters sign in to /label with their token"
+    )
+    overlap: int = Field(1, ge=1, le=20, description="ratings wanted per task; the reward is their mean")
+    rank_groups: bool = Field(
+        True, description="items of one request that share a prompt become one rank-list task"
+    )
+    max_rank_size: int = Field(6, ge=2, le=20, description="longer groups are split into several rank lists")
+    scale: RatingScale = RatingScale()
+    guidelines: str = Field(
+        "Rate how good the response is as a continuation of the prompt.",
+        description="shown to raters on the labeling page",
+    )
+    fallback: str | None = Field(
+        None, description="backend scoring items still unrated at the deadline; none: 504 and keep waiting"
+    )
+    default_timeout_s: float = Field(3600.0, gt=0, description="deadline when a request gives no timeout_s")
+    lease_s: float = Field(600.0, gt=0, description="how long a task handed to a rater is kept for them")
+    poll_interval_s: float = Field(0.5, gt=0, description="how often waiting requests re-read the store")
+
+
 BackendSettings = Annotated[
-    Union[SentimentBackendSettings, LearnedRMBackendSettings, LexiconBackendSettings, EnsembleBackendSettings],
+    Union[
+        SentimentBackendSettings, LearnedRMBackendSettings, LexiconBackendSettings, EnsembleBackendSettings,
+        HumanBackendSettings,
+    ],
     Field(discriminator="type"),
 ]
 
@@ -139,6 +196,14 @@ class Settings(Strict):
                         raise ValueError(f"ensemble {name!r}: member {member.backend!r} is not a configured backend")
                     if isinstance(target, EnsembleBackendSettings):
                         raise ValueError(f"ensemble {name!r}: member {member.backend!r} is itself an ensemble")
+            if isinstance(backend, HumanBackendSettings) and backend.fallback is not None:
+                target = self.backends.get(backend.fallback)
+                if target is None:
+                    raise ValueError(f"human backend {name!r}: fallback {backend.fallback!r} is not a configured backend")
+                if isinstance(target, (HumanBackendSettings, EnsembleBackendSettings)):
+                    raise ValueError(
+                        f"human backend {name!r}: fallback {backend.fallback!r} must be a model or lexicon backend"
+                    )
         return self
 
 

@@ -64,3 +64,21 @@ class ReloadFailed(RewardServiceError):
     """A hot reload could not load the new model; the old one keeps serving."""
 
     code = "reload_failed"
+
+
+class NotFound(RewardServiceError):
+    """No such job or task."""
+
+    code = "not_found"
+
+
+class Unauthorized(RewardServiceError):
+    """A missing or unknown token."""
+
+    code = "unauthorized"
+
+
+class TaskConflict(RewardServiceError):
+    """A rating that contradicts the task's state: not handed to this rater, or already rated."""
+
+    code = "task_conflict"

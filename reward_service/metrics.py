@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 REWARD_BUCKETS = (-5, -3, -2, -1, -0.5, 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 2, 3, 5)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+RATING_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 TOKEN_BUCKETS = (64, 256, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
@@ -52,6 +53,20 @@ class Metrics:
             "reward_model_info", "Model version served by each backend (value is always 1)", ["backend", "model"],
             registry=r,
         )
+        self.tasks_pending = Gauge(
+            "human_tasks_pending", "Rating tasks waiting for raters (read from the store at scrape)", ["backend"],
+            registry=r,
+        )
+        self.oldest_pending = Gauge(
+            "human_oldest_pending_seconds", "Age of the oldest task still waiting for a rating", ["backend"], registry=r
+        )
+        self.ratings = Counter(
+            "human_ratings_total", "Ratings stored, by rater (this process)", ["backend", "rater"], registry=r
+        )
+        self.time_to_rate = Histogram(
+            "human_time_to_rate_seconds", "From a task handed to a rater to their stored rating", ["backend"],
+            buckets=RATING_BUCKETS, registry=r,
+        )
 
         self.registry.register(_LiveCollector(self, backends or {}))
 
@@ -60,6 +75,16 @@ class Metrics:
         for value in scores:
             histogram.observe(value)
         self.recent.setdefault(backend, deque(maxlen=self.reward_window)).extend(scores)
+
+    def rating_observer(self, backend: str):
+        """A callback the human backend calls after each stored rating."""
+
+        def observe(rater: str, seconds: float | None) -> None:
+            self.ratings.labels(backend, rater).inc()
+            if seconds is not None:
+                self.time_to_rate.labels(backend).observe(seconds)
+
+        return observe
 
     def batch_observer(self, backend: str):
         """A callback the engine's batcher calls after each forward pass."""

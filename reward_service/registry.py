@@ -49,8 +49,10 @@ class BackendRegistry:
 
     async def load_all(self) -> None:
         """One backend at a time (loading in parallel threads raced inside transformers'
-        lazy imports, and the cores are busy exporting anyway), ensembles last."""
-        ordered = sorted(self.backends.values(), key=lambda b: b.type == "ensemble")
+        lazy imports, and the cores are busy exporting anyway); human queues after the
+        backends they fall back to, ensembles last."""
+        order = {"human": 1, "ensemble": 2}
+        ordered = sorted(self.backends.values(), key=lambda b: order.get(b.type, 0))
         for backend in ordered:
             await self._load_one(backend)
 
@@ -77,6 +79,26 @@ class BackendRegistry:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+
+    def queues(self) -> list[Backend]:
+        """Backends that hold jobs (the human queues)."""
+        return [b for b in self.backends.values() if getattr(b, "queued", False)]
+
+    def queue(self, name: str | None) -> Backend:
+        """The named human queue, or the only/first one when no name is given."""
+        queues = self.queues()
+        if name is None:
+            if not queues:
+                raise UnknownBackend("no human backend is configured", details={"known_backends": sorted(self.backends)})
+            backend = queues[0]
+        else:
+            backend = self.find(name)
+            if backend not in queues:
+                raise InvalidInput(f"backend {name!r} is a {backend.type} backend, not a human queue")
+        if not backend.ready:
+            raise NotReady(f"human backend {backend.name!r} is not ready: {backend.error or 'still loading'}",
+                           retry_after_s=None if backend.error else 5)
+        return backend
 
     @property
     def all_ready(self) -> bool:

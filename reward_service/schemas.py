@@ -37,6 +37,11 @@ class ScoreRequest(BaseModel):
     return_members: bool | None = Field(
         None, description="ensembles: also return each member's scores (default from the backend's config)"
     )
+    wait: bool = Field(
+        True,
+        description="human backend: false returns 202 with a job id at once, polled at GET /v1/jobs/{id} "
+        "(other backends always answer at once)",
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -46,6 +51,31 @@ class ScoreResponse(BaseModel):
     request_id: str | None = None
     elapsed_ms: float
     members: dict[str, list[float]] | None = Field(None, description="ensembles only: each member's own scores")
+    job_id: str | None = Field(None, description="human backend: the job these ratings belong to")
+    sources: list[str] | None = Field(
+        None, description="human backend: per item, `human` (rated) or `fallback` (scored by the fallback backend)"
+    )
+    ratings: list[int] | None = Field(None, description="human backend: number of ratings behind each score")
+    fallback_model: str | None = Field(None, description="human backend: the fallback's version, if it scored any item")
+
+
+class JobResponse(BaseModel):
+    """A human-queue job: 202 from /score with `wait: false`, and GET /v1/jobs/{id}."""
+
+    job_id: str
+    backend: str
+    model: str
+    status: str = Field(description="`pending` until every item has a reward, then `done`")
+    scores: list[float | None] = Field(description="per item; null while unrated")
+    sources: list[str | None] = Field(description="per item: `human`, `fallback`, or null while unrated")
+    ratings: list[int] = Field(description="ratings received per item")
+    rated: int
+    items: int
+    fallback_model: str | None = None
+    request_id: str | None = None
+    created_at: float = Field(description="Unix time")
+    deadline_at: float | None = Field(None, description="Unix time; past it, unrated items get the fallback's score")
+    poll: str = Field(description="where to poll this job")
 
 
 class OpenRLHFRequest(BaseModel):
@@ -96,3 +126,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+ERROR_MODEL = {"model": ErrorResponse}

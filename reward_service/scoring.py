@@ -26,6 +26,7 @@ class ScoreResult:
     request_id: str | None
     elapsed_ms: float
     members: dict[str, list[float]] | None = None
+    job: object | None = None  # human queue only: its JobOutcome (pending for an async job)
 
 
 class Scorer:
@@ -42,7 +43,10 @@ class Scorer:
         request_id: str | None = None,
         timeout_s: float | None = None,
         return_members: bool | None = None,
+        wait: bool = True,
     ) -> ScoreResult:
+        """`wait=False` matters only for queued (human) backends: the job is created and
+        returned pending at once; other backends answer straight away anyway."""
         started = time.perf_counter()
         longest = max((len(p.prompt) + len(p.response) for p in pairs), default=0)
         if longest > self.server.max_chars_per_item:
@@ -58,12 +62,17 @@ class Scorer:
                 details={"limit": self.server.max_items_per_request},
             )
         backend = self.registry.get(backend_name)
-        timeout = min(timeout_s or self.server.default_timeout_s, self.server.max_timeout_s)
+        own_default = getattr(getattr(backend, "settings", None), "default_timeout_s", None)
+        timeout = min(timeout_s or own_default or self.server.default_timeout_s, self.server.max_timeout_s)
         deadline = asyncio.get_running_loop().time() + timeout
         if return_members is None:
             return_members = getattr(getattr(backend, "settings", None), "return_members", False)
         status = "ok"
         try:
+            if getattr(backend, "queued", False):  # dedupe lives in the queue's store, not in memory
+                result = await self._score_queued(backend, pairs, request_id, timeout, deadline, wait, started)
+                status = "accepted" if result.job.status == "pending" else status
+                return result
             scores, version, members = await self.idempotency.run(
                 backend.name,
                 request_id,
@@ -87,6 +96,23 @@ class Scorer:
             request_id=request_id,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             members=members,
+        )
+
+    async def _score_queued(self, backend, pairs, request_id, timeout, deadline, wait, started) -> ScoreResult:
+        job = await backend.submit(pairs, request_id, timeout)
+        if wait:
+            outcome = await backend.wait(job, deadline)
+        else:
+            outcome = await backend.outcome(job.id)
+        if outcome.status == "done":
+            self.metrics.record_rewards(backend.name, [s for s in outcome.scores if s is not None])
+        return ScoreResult(
+            backend=backend.name,
+            model=backend.model_version,
+            scores=outcome.scores,
+            request_id=request_id,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            job=outcome,
         )
 
     async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float, return_members: bool):

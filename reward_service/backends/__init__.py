@@ -5,6 +5,7 @@ from __future__ import annotations
 from reward_service.backends.base import Backend, Pair
 from reward_service.config import (
     EnsembleBackendSettings,
+    HumanBackendSettings,
     LearnedRMBackendSettings,
     LexiconBackendSettings,
     SentimentBackendSettings,
@@ -30,18 +31,23 @@ def create_backend(name: str, settings, others: dict[str, Backend] | None = None
 
         members = {m.backend: (others or {})[m.backend] for m in settings.members}
         return EnsembleBackend(name, settings, members)
+    if isinstance(settings, HumanBackendSettings):
+        from reward_service.backends.human import HumanBackend
+
+        return HumanBackend(name, settings, (others or {}).get(settings.fallback) if settings.fallback else None)
     raise TypeError(f"no backend implements settings of type {type(settings).__name__}")
 
 
 def create_backends(settings: Settings) -> dict[str, Backend]:
-    """Plain backends first, then ensembles, which score through them."""
+    """Plain backends first, then human queues (which may fall back to one), then
+    ensembles, which score through the others."""
     backends: dict[str, Backend] = {}
-    for name, spec in settings.backends.items():
-        if not isinstance(spec, EnsembleBackendSettings):
-            backends[name] = create_backend(name, spec)
-    for name, spec in settings.backends.items():
-        if isinstance(spec, EnsembleBackendSettings):
-            backends[name] = create_backend(name, spec, backends)
+    for kinds in ((lambda s: not isinstance(s, (EnsembleBackendSettings, HumanBackendSettings))),
+                  (lambda s: isinstance(s, HumanBackendSettings)),
+                  (lambda s: isinstance(s, EnsembleBackendSettings))):
+        for name, spec in settings.backends.items():
+            if kinds(spec):
+                backends[name] = create_backend(name, spec, backends)
     return {name: backends[name] for name in settings.backends}
 
 

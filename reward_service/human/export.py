@@ -1,0 +1,117 @@
+"""Ratings out of the queue, as files `train-rm` reads directly.
+
+- `pairs`:    {"prompt", "chosen", "rejected"} plus provenance (margin, source, task ids,
+              raters, agreement), which `train-rm` ignores. From each rank task, every pair
+              of responses its raters' mean values order; from rated tasks, every two
+              responses to the same prompt whose mean ratings differ.
+- `ranklist`: {"prompt", "ranking": [best, ..., worst]} per rank task (consensus order by
+              mean value), and per prompt of rated responses with distinct mean ratings
+              (responses tied with another are left out: use `pairs` to keep ties' neighbours).
+- `ratings`:  every rated task with each rater's rating, the reward per response and the
+              agreement; the raw record, for audits.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from typing import Iterator
+
+from reward_service.config import RatingScale
+from reward_service.human import scores as scoring
+from reward_service.human.store import Task
+
+FORMATS = ("pairs", "ranklist", "ratings")
+
+
+def _means(task: Task, scale: RatingScale) -> list[float]:
+    per_rater = scoring.rater_values(task, scale)
+    return [sum(v[i] for v in per_rater) / len(per_rater) for i in range(len(task.responses))]
+
+
+def _rated_by_prompt(tasks: list[Task], scale: RatingScale) -> dict[str, list[tuple[str, float, Task]]]:
+    groups: dict[str, list[tuple[str, float, Task]]] = {}
+    for task in tasks:
+        if task.kind == "rate":
+            groups.setdefault(task.prompt, []).append((task.responses[0], _means(task, scale)[0], task))
+    return groups
+
+
+def pairs(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
+    for task in tasks:
+        if task.kind != "rank":
+            continue
+        means = _means(task, scale)
+        agreement = scoring.task_agreement(task, scale)
+        for a, b in combinations(range(len(task.responses)), 2):
+            if means[a] == means[b]:
+                continue
+            hi, lo = (a, b) if means[a] > means[b] else (b, a)
+            yield {"prompt": task.prompt, "chosen": task.responses[hi], "rejected": task.responses[lo],
+                   "margin": means[hi] - means[lo], "source": "rank", "task_ids": [task.id],
+                   "raters": len(task.ratings), "agreement": agreement}
+    for prompt, rated in _rated_by_prompt(tasks, scale).items():
+        for (text_a, mean_a, task_a), (text_b, mean_b, task_b) in combinations(rated, 2):
+            if mean_a == mean_b or text_a == text_b:
+                continue
+            (chosen, high, t_hi), (rejected, low, t_lo) = sorted(
+                [(text_a, mean_a, task_a), (text_b, mean_b, task_b)], key=lambda r: -r[1])
+            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": high - low,
+                   "source": "rating", "task_ids": [t_hi.id, t_lo.id],
+                   "raters": [len(t_hi.ratings), len(t_lo.ratings)]}
+
+
+def ranklists(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
+    for task in tasks:
+        if task.kind != "rank":
+            continue
+        means = _means(task, scale)
+        order = sorted(range(len(task.responses)), key=lambda i: -means[i])
+        yield {"prompt": task.prompt, "ranking": [task.responses[i] for i in order], "source": "rank",
+               "task_ids": [task.id], "raters": len(task.ratings), "agreement": scoring.task_agreement(task, scale)}
+    for prompt, rated in _rated_by_prompt(tasks, scale).items():
+        counts: dict[float, int] = {}
+        for _, mean, _ in rated:
+            counts[mean] = counts.get(mean, 0) + 1
+        distinct = sorted((r for r in rated if counts[r[1]] == 1), key=lambda r: -r[1])
+        if len(distinct) >= 2:
+            yield {"prompt": prompt, "ranking": [text for text, _, _ in distinct], "source": "rating",
+                   "task_ids": [t.id for _, _, t in distinct]}
+
+
+def ratings(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
+    for task in tasks:
+        yield {
+            "task_id": task.id, "job_id": task.job_id, "kind": task.kind, "status": task.status,
+            "prompt": task.prompt, "responses": task.responses, "reward": _means(task, scale),
+            "agreement": scoring.task_agreement(task, scale),
+            "ratings": [{"rater": r.rater, "score": r.score, "ranking": r.ranking, "seconds": r.seconds,
+                         "created_at": r.created_at} for r in task.ratings],
+        }
+
+
+def lines(tasks: list[Task], scale: RatingScale, fmt: str) -> Iterator[str]:
+    """JSON lines of the chosen format."""
+    produce = {"pairs": pairs, "ranklist": ranklists, "ratings": ratings}[fmt]
+    for record in produce(tasks, scale):
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def summary(tasks: list[Task], scale: RatingScale) -> dict:
+    """Counts and inter-rater agreement over the rated tasks."""
+    per_rater: dict[str, int] = {}
+    seconds = []
+    for task in tasks:
+        for rating in task.ratings:
+            per_rater[rating.rater] = per_rater.get(rating.rater, 0) + 1
+            if rating.seconds is not None:
+                seconds.append(rating.seconds)
+    seconds.sort()
+    return {
+        "rated_tasks": len(tasks),
+        "ratings": sum(per_rater.values()),
+        "ratings_per_rater": per_rater,
+        "median_seconds_to_rate": seconds[len(seconds) // 2] if seconds else None,
+        "pairs": sum(1 for _ in pairs(tasks, scale)),
+        "agreement": scoring.agreement_summary(tasks, scale),
+    }

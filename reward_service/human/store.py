@@ -1,0 +1,472 @@
+"""The human queue's persistent store: jobs, tasks, hand-outs and ratings.
+
+One class, two databases. SQLite (WAL, synchronous=FULL) is the embedded default;
+PostgreSQL lets several service replicas share one queue. The SQL is the same
+for both apart from placeholders and row locks: on PostgreSQL a rater's next
+task is claimed with `SELECT ... FOR UPDATE SKIP LOCKED`, on SQLite every write
+transaction is `BEGIN IMMEDIATE`, which serialises writers.
+
+Every method is synchronous and short; the async callers run them in a thread.
+A method returns only after its transaction committed, so whatever it reports
+as saved survives a SIGKILL of the process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS hq_jobs (
+        id TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        request_id TEXT,
+        fingerprint TEXT NOT NULL,
+        n_items INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        deadline_at DOUBLE PRECISION,
+        status TEXT NOT NULL,
+        result TEXT,
+        finished_at DOUBLE PRECISION,
+        UNIQUE (backend, request_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS hq_tasks (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES hq_jobs (id),
+        backend TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        responses TEXT NOT NULL,
+        items TEXT NOT NULL,
+        overlap INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        done_at DOUBLE PRECISION
+    )""",
+    "CREATE INDEX IF NOT EXISTS hq_tasks_queue ON hq_tasks (backend, status, created_at, seq)",
+    "CREATE INDEX IF NOT EXISTS hq_tasks_job ON hq_tasks (job_id)",
+    """CREATE TABLE IF NOT EXISTS hq_assignments (
+        task_id TEXT NOT NULL REFERENCES hq_tasks (id),
+        rater TEXT NOT NULL,
+        state TEXT NOT NULL,
+        assigned_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (task_id, rater)
+    )""",
+    """CREATE TABLE IF NOT EXISTS hq_ratings (
+        task_id TEXT NOT NULL REFERENCES hq_tasks (id),
+        rater TEXT NOT NULL,
+        score DOUBLE PRECISION,
+        ranking TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        seconds DOUBLE PRECISION,
+        PRIMARY KEY (task_id, rater)
+    )""",
+]
+
+CANDIDATES_PER_CLAIM = 16
+
+
+class StoreError(Exception):
+    """The database could not be reached or refused the write; nothing was changed."""
+
+
+class TaskNotFound(KeyError):
+    pass
+
+
+class NotAssigned(Exception):
+    """The rater tries to rate a task that was never handed to them."""
+
+
+class AlreadyRated(Exception):
+    """The rater already rated this task with a different value."""
+
+
+@dataclass
+class NewTask:
+    kind: str  # "rate": one response; "rank": several responses to one prompt
+    prompt: str
+    responses: list[str]
+    items: list[int]  # positions of the responses in the job's items
+
+
+@dataclass
+class Rating:
+    rater: str
+    score: float | None
+    ranking: list[int] | None
+    created_at: float
+    seconds: float | None
+
+
+@dataclass
+class Task:
+    id: str
+    job_id: str
+    backend: str
+    seq: int
+    kind: str
+    prompt: str
+    responses: list[str]
+    items: list[int]
+    overlap: int
+    status: str  # pending | done | expired
+    created_at: float
+    done_at: float | None = None
+    ratings: list[Rating] = field(default_factory=list)
+
+
+@dataclass
+class Job:
+    id: str
+    backend: str
+    request_id: str | None
+    fingerprint: str
+    n_items: int
+    created_at: float
+    deadline_at: float | None
+    status: str  # pending | done
+    result: dict | None
+    finished_at: float | None
+
+
+def _task(row) -> Task:
+    (id_, job_id, backend, seq, kind, prompt, responses, items, overlap, status, created_at, done_at) = row
+    return Task(id_, job_id, backend, seq, kind, prompt, json.loads(responses), json.loads(items), overlap, status,
+                created_at, done_at)
+
+
+def _job(row) -> Job:
+    (id_, backend, request_id, fp, n_items, created_at, deadline_at, status, result, finished_at) = row
+    return Job(id_, backend, request_id, fp, n_items, created_at, deadline_at, status,
+               json.loads(result) if result else None, finished_at)
+
+
+TASK_COLUMNS = "id, job_id, backend, seq, kind, prompt, responses, items, overlap, status, created_at, done_at"
+JOB_COLUMNS = "id, backend, request_id, fingerprint, n_items, created_at, deadline_at, status, result, finished_at"
+
+
+class Store:
+    """Open with `Store.open(url)`: `sqlite:///path.db` or `postgresql://...`."""
+
+    lock_rows = ""  # appended to SELECTs that claim rows
+
+    @staticmethod
+    def open(url: str) -> "Store":
+        if url.startswith(("postgresql://", "postgres://")):
+            return PostgresStore(url)
+        if url.startswith("sqlite:///"):
+            return SQLiteStore(Path(url[len("sqlite:///") - 1:]))
+        raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://...")
+
+    # -- connection plumbing, one pair per database -------------------------------------------
+
+    @contextmanager
+    def transaction(self):
+        """Yields `execute(sql, params) -> cursor`, committed on exit."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def create_schema(self) -> None:
+        with self.transaction() as execute:
+            for statement in SCHEMA:
+                execute(statement)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def create_job(self, backend: str, request_id: str | None, fingerprint: str, n_items: int,
+                   tasks: list[NewTask], overlap: int, deadline_at: float | None) -> tuple[Job, bool]:
+        """A new job and its tasks in one transaction; or, for a request_id seen before,
+        the existing job (second value False). The caller compares fingerprints."""
+        now = time.time()
+        job_id = uuid.uuid4().hex
+        with self.transaction() as execute:
+            if request_id is not None:
+                row = execute(f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE backend = ? AND request_id = ?",
+                              (backend, request_id)).fetchone()
+                if row is not None:
+                    return _job(row), False
+            execute(
+                f"INSERT INTO hq_jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL)",
+                (job_id, backend, request_id, fingerprint, n_items, now, deadline_at),
+            )
+            for seq, task in enumerate(tasks):
+                execute(
+                    f"INSERT INTO hq_tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, NULL)",
+                    (uuid.uuid4().hex, job_id, backend, seq, task.kind, task.prompt, json.dumps(task.responses),
+                     json.dumps(task.items), overlap, now),
+                )
+        return self.job(job_id), True
+
+    def job(self, job_id: str) -> Job | None:
+        with self.transaction() as execute:
+            row = execute(f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def job_tasks(self, job_id: str) -> list[Task]:
+        """The job's tasks in order, each with its ratings."""
+        with self.transaction() as execute:
+            tasks = [_task(r) for r in execute(
+                f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()]
+            self._attach_ratings(execute, tasks)
+        return tasks
+
+    def task(self, task_id: str) -> Task | None:
+        with self.transaction() as execute:
+            row = execute(f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE id = ?", (task_id,)).fetchone()
+            return self._with_ratings(execute, _task(row)) if row else None
+
+    def finish_job(self, job_id: str, result: dict) -> Job:
+        """Record the job's final result once; a job finished before keeps its first result.
+        Its tasks still unrated are expired (taken out of the raters' queue)."""
+        now = time.time()
+        with self.transaction() as execute:
+            updated = execute(
+                "UPDATE hq_jobs SET status = 'done', result = ?, finished_at = ? WHERE id = ? AND status = 'pending'",
+                (json.dumps(result), now, job_id),
+            ).rowcount
+            if updated:
+                execute("UPDATE hq_tasks SET status = 'expired', done_at = ? WHERE job_id = ? AND status = 'pending'",
+                        (now, job_id))
+            row = execute(f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row)
+
+    # -- raters --------------------------------------------------------------------------------
+
+    def claim_next(self, backend: str, rater: str, lease_s: float) -> Task | None:
+        """The rater's next task: the one already handed to them and not yet rated, else the
+        oldest pending task they have not rated or skipped whose ratings plus live hand-outs
+        are fewer than its overlap. Claimed under a row lock, so no two raters get a task
+        that wants one rating."""
+        now = time.time()
+        with self.transaction() as execute:
+            row = execute(
+                f"SELECT {', '.join('t.' + c for c in TASK_COLUMNS.split(', '))} FROM hq_tasks t "
+                "JOIN hq_assignments a ON a.task_id = t.id "
+                "WHERE t.backend = ? AND t.status = 'pending' AND a.rater = ? AND a.state = 'active' "
+                "AND a.expires_at > ? ORDER BY t.created_at, t.seq LIMIT 1",
+                (backend, rater, now),
+            ).fetchone()
+            if row is not None:
+                return self._with_ratings(execute, _task(row))
+            candidates = execute(
+                f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND status = 'pending' "
+                "AND NOT EXISTS (SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ?) "
+                f"ORDER BY created_at, seq LIMIT {CANDIDATES_PER_CLAIM}{self.lock_rows}",
+                (backend, rater),
+            ).fetchall()
+            for task in map(_task, candidates):
+                # Counted after the row lock is held: every claim of this task holds that lock
+                # while it counts and inserts, so the count cannot go stale before we insert.
+                (taken,) = execute(
+                    "SELECT COUNT(*) FROM hq_assignments WHERE task_id = ? "
+                    "AND (state = 'rated' OR (state = 'active' AND expires_at > ?))",
+                    (task.id, now),
+                ).fetchone()
+                if taken < task.overlap:
+                    execute(
+                        "INSERT INTO hq_assignments (task_id, rater, state, assigned_at, expires_at) "
+                        "VALUES (?, ?, 'active', ?, ?)",
+                        (task.id, rater, now, now + lease_s),
+                    )
+                    return self._with_ratings(execute, task)
+        return None
+
+    def rate(self, task_id: str, rater: str, score: float | None, ranking: list[int] | None) -> tuple[Task, bool]:
+        """Store a rating (a score, or a ranking best first). Returns the task and whether this
+        call stored it (False: the identical rating was stored before, e.g. a retried save)."""
+        now = time.time()
+        with self.transaction() as execute:
+            row = execute(f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE id = ?{self.lock_rows}", (task_id,)).fetchone()
+            if row is None:
+                raise TaskNotFound(task_id)
+            task = _task(row)
+            assignment = execute(
+                "SELECT state, assigned_at FROM hq_assignments WHERE task_id = ? AND rater = ?", (task_id, rater)
+            ).fetchone()
+            if assignment is None:
+                raise NotAssigned(task_id)
+            previous = execute(
+                "SELECT score, ranking FROM hq_ratings WHERE task_id = ? AND rater = ?", (task_id, rater)
+            ).fetchone()
+            if previous is not None:
+                same = previous[0] == score and (json.loads(previous[1]) if previous[1] else None) == ranking
+                if not same:
+                    raise AlreadyRated(task_id)
+                return self._with_ratings(execute, task), False
+            execute(
+                "INSERT INTO hq_ratings (task_id, rater, score, ranking, created_at, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                (task_id, rater, score, json.dumps(ranking) if ranking is not None else None, now,
+                 now - assignment[1]),
+            )
+            execute("UPDATE hq_assignments SET state = 'rated' WHERE task_id = ? AND rater = ?", (task_id, rater))
+            (count,) = execute("SELECT COUNT(*) FROM hq_ratings WHERE task_id = ?", (task_id,)).fetchone()
+            if task.status == "pending" and count >= task.overlap:
+                execute("UPDATE hq_tasks SET status = 'done', done_at = ? WHERE id = ?", (now, task_id))
+                task.status, task.done_at = "done", now
+            return self._with_ratings(execute, task), True
+
+    def skip(self, task_id: str, rater: str) -> None:
+        """The rater passes on this task; it is never handed to them again."""
+        now = time.time()
+        with self.transaction() as execute:
+            if execute("SELECT 1 FROM hq_tasks WHERE id = ?", (task_id,)).fetchone() is None:
+                raise TaskNotFound(task_id)
+            state = execute("SELECT state FROM hq_assignments WHERE task_id = ? AND rater = ?",
+                            (task_id, rater)).fetchone()
+            if state is None:
+                raise NotAssigned(task_id)
+            if state[0] == "rated":
+                raise AlreadyRated(task_id)
+            execute("UPDATE hq_assignments SET state = 'skipped', expires_at = ? WHERE task_id = ? AND rater = ?",
+                    (now, task_id, rater))
+
+    def waiting_for(self, backend: str, rater: str) -> int:
+        """Pending tasks this rater could still rate (not rated or skipped by them)."""
+        with self.transaction() as execute:
+            (n,) = execute(
+                "SELECT COUNT(*) FROM hq_tasks t WHERE backend = ? AND status = 'pending' AND NOT EXISTS "
+                "(SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ? AND a.state <> 'active')",
+                (backend, rater),
+            ).fetchone()
+        return n
+
+    # -- reading everything (metrics, export) ----------------------------------------------------
+
+    def queue_stats(self, backend: str) -> dict:
+        with self.transaction() as execute:
+            pending, oldest = execute(
+                "SELECT COUNT(*), MIN(created_at) FROM hq_tasks WHERE backend = ? AND status = 'pending'", (backend,)
+            ).fetchone()
+        return {"pending": pending, "oldest_pending_age_s": (time.time() - oldest) if oldest else 0.0}
+
+    def rated_tasks(self, backend: str) -> list[Task]:
+        """Every task with at least one rating, oldest first, ratings attached."""
+        with self.transaction() as execute:
+            tasks = [_task(r) for r in execute(
+                f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND EXISTS "
+                "(SELECT 1 FROM hq_ratings r WHERE r.task_id = t.id) ORDER BY created_at, seq", (backend,)).fetchall()]
+            self._attach_ratings(execute, tasks)
+        return tasks
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _with_ratings(self, execute, task: Task) -> Task:
+        self._attach_ratings(execute, [task])
+        return task
+
+    @staticmethod
+    def _attach_ratings(execute, tasks: list[Task]) -> None:
+        by_id = {t.id: t for t in tasks}
+        ids = list(by_id)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = execute(
+                "SELECT task_id, rater, score, ranking, created_at, seconds FROM hq_ratings "
+                f"WHERE task_id IN ({', '.join('?' for _ in chunk)}) ORDER BY created_at, rater",
+                tuple(chunk),
+            ).fetchall()
+            for task_id, rater, score, ranking, created_at, seconds in rows:
+                by_id[task_id].ratings.append(
+                    Rating(rater, score, json.loads(ranking) if ranking else None, created_at, seconds))
+
+
+class SQLiteStore(Store):
+    """One connection, one writer at a time; WAL lets `human export` read while serving."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def transaction(self):
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite {self.path}: {exc}") from exc
+            try:
+                yield self._db.execute
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite {self.path}: commit failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class PostgresStore(Store):
+    """A small connection pool; a connection broken by a server restart is replaced on checkout."""
+
+    lock_rows = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str):
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self._psycopg = psycopg
+        self.url = url
+        self._pool = ConnectionPool(url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection,
+                                    kwargs={"autocommit": False})
+        try:
+            self._pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            self._pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL ({_redact(url)}): {exc}") from exc
+
+    def create_schema(self) -> None:
+        with self.transaction() as execute:
+            execute("SELECT pg_advisory_xact_lock(7215)")  # replicas starting together create it once
+            for statement in SCHEMA:
+                execute(statement)
+
+    @contextmanager
+    def transaction(self):
+        psycopg = self._psycopg
+        try:
+            with self._pool.connection() as conn:
+                with conn.transaction():
+                    cursor = conn.cursor()
+
+                    def execute(sql: str, params: tuple = ()):
+                        cursor.execute(sql.replace("?", "%s"), params)
+                        return cursor
+
+                    yield execute
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL ({_redact(self.url)}): {exc}") from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
