@@ -100,3 +100,47 @@ def make_tiny_policy(target: Path, seed: int = 0) -> Path:
     LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
+
+
+PG_URL = os.environ.get("REWARD_SERVICE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_schema_url(schema: str) -> str:
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty human-queue store: a SQLite file, or a PostgreSQL schema on the local
+    server (skipped when none runs, except in CI, where it must)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'queue.sqlite3'}"
+        return
+    import uuid
+
+    import psycopg
+
+    schema = f"hq_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+def human_config(store_url: str, **fields) -> config_module.Settings:
+    """A config with a human backend on `store_url` (raters alice, bob, carol) and a lexicon fallback."""
+    import yaml
+
+    human = {"type": "human", "store": store_url, "raters": {"alice": "tok-alice", "bob": "tok-bob",
+                                                             "carol": "tok-carol"},
+             "poll_interval_s": 0.05, **fields}
+    data = {"default_backend": "human", "backends": {"lexicon": {"type": "lexicon"}, "human": human}}
+    return config_module.parse(yaml.safe_dump(data), "test config", environ={})

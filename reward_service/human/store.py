@@ -157,7 +157,8 @@ JOB_COLUMNS = "id, backend, request_id, fingerprint, n_items, created_at, deadli
 class Store:
     """Open with `Store.open(url)`: `sqlite:///path.db` or `postgresql://...`."""
 
-    lock_rows = ""  # appended to SELECTs that claim rows
+    lock_row = ""  # appended to a SELECT that locks the row it reads (waits for it)
+    claim_rows = ""  # appended to the SELECT that claims tasks (passes over rows others hold)
 
     @staticmethod
     def open(url: str) -> "Store":
@@ -262,7 +263,7 @@ class Store:
             candidates = execute(
                 f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND status = 'pending' "
                 "AND NOT EXISTS (SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ?) "
-                f"ORDER BY created_at, seq LIMIT {CANDIDATES_PER_CLAIM}{self.lock_rows}",
+                f"ORDER BY created_at, seq LIMIT {CANDIDATES_PER_CLAIM}{self.claim_rows}",
                 (backend, rater),
             ).fetchall()
             for task in map(_task, candidates):
@@ -287,7 +288,7 @@ class Store:
         call stored it (False: the identical rating was stored before, e.g. a retried save)."""
         now = time.time()
         with self.transaction() as execute:
-            row = execute(f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE id = ?{self.lock_rows}", (task_id,)).fetchone()
+            row = execute(f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE id = ?{self.lock_row}", (task_id,)).fetchone()
             if row is None:
                 raise TaskNotFound(task_id)
             task = _task(row)
@@ -420,7 +421,8 @@ class SQLiteStore(Store):
 class PostgresStore(Store):
     """A small connection pool; a connection broken by a server restart is replaced on checkout."""
 
-    lock_rows = " FOR UPDATE SKIP LOCKED"
+    lock_row = " FOR UPDATE"
+    claim_rows = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str):
         import psycopg
