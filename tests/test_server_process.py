@@ -11,8 +11,8 @@ import pytest
 from tests.conftest import free_port
 
 
-def start_server(config_path, env_extra=None):
-    port = free_port()
+def start_server(config_path, env_extra=None, port=None):
+    port = port or free_port()
     env = dict(os.environ, **(env_extra or {}))
     process = subprocess.Popen(
         [sys.executable, "-m", "reward_service", "serve", "--config", str(config_path), "--port", str(port),
