@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     if settings.backend == "human" and settings.reward_timeout_s < 600:
         settings.reward_timeout_s = 3600  # people need time to rate a batch
     wait_until_ready(settings.service_url, settings.backend, args.wait_for_service)
+    if settings.backend == "human":
+        print(f"human rewards: rate each step's {settings.batch_size} rollouts at "
+              f"{settings.service_url.rstrip('/')}/label (each step waits up to {settings.reward_timeout_s:.0f}s "
+              "for its batch)", file=sys.stderr)
     policy_dir = resolve_policy(settings.policy)
     prompts = load_prompts(settings.prompts, settings.prompt_words, settings.seed)
     with RewardClient(settings.service_url, backend=settings.backend, timeout_s=settings.reward_timeout_s + 30,
