@@ -152,6 +152,13 @@ class HumanBackendSettings(Strict):
     lease_s: float = Field(600.0, gt=0, description="how long a task handed to a rater is kept for them")
     poll_interval_s: float = Field(0.5, gt=0, description="how often waiting requests re-read the store")
 
+    @model_validator(mode="after")
+    def _tokens_long_enough(self) -> "HumanBackendSettings":
+        short = [name for name, token in self.raters.items() if len(str(token)) < 8]
+        if short:
+            raise ValueError(f"raters {', '.join(short)}: a rater token must have at least 8 characters")
+        return self
+
 
 BackendSettings = Annotated[
     Union[
