@@ -7,14 +7,16 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reward_service import config as config_module
 from reward_service import errors, schemas
+from reward_service.auth import Authenticator
 from reward_service.backends import Backend, Pair
 from reward_service.config import Settings
 from reward_service.human import routes as human_routes
@@ -37,6 +39,7 @@ STATUS = {
     errors.NotFound: 404,
     errors.Unauthorized: 401,
     errors.TaskConflict: 409,
+    errors.Forbidden: 403,
 }
 RETRYABLE = {429, 502, 503, 504}
 ERROR_RESPONSES = {
@@ -52,6 +55,12 @@ ERROR_RESPONSES = {
     }.items()
 }
 DISCONNECT_POLL_S = 0.25
+API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey", description="an API key (`auth.api_keys`)")
+ADMIN_KEY = HTTPBearer(auto_error=False, scheme_name="adminKey", description="an admin key (`auth.admin_keys`)")
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials else None
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None, retry_after: float | None = None) -> JSONResponse:
@@ -135,6 +144,15 @@ def create_app(
     """Build an app for these settings. Backends load at start-up, in the background
     by default so /healthz answers at once and /readyz turns true when they are loaded.
     `config_path` is re-read by the reload route (None: the embedded defaults)."""
+    authenticator = Authenticator(settings.auth)  # raises ValueError for an unreadable key file
+
+    def require_api_key(credentials: HTTPAuthorizationCredentials | None = Depends(API_KEY)) -> None:
+        authenticator.check_api(_token(credentials))
+
+    def require_admin_key(credentials: HTTPAuthorizationCredentials | None = Depends(ADMIN_KEY)) -> None:
+        authenticator.check_admin(_token(credentials))
+
+    metrics_auth = [] if settings.auth.metrics_public else [Depends(require_api_key)]
     registry = BackendRegistry(settings, backends)
     metrics = Metrics(registry.backends)
     scorer = Scorer(registry, settings.server, metrics)
@@ -163,6 +181,7 @@ def create_app(
     app.state.registry = registry
     app.state.scorer = scorer
     app.state.metrics = metrics
+    app.state.authenticator = authenticator
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
 
     @app.exception_handler(errors.RewardServiceError)
@@ -191,7 +210,8 @@ def create_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.post("/score", response_model=schemas.ScoreResponse, tags=["scoring"], responses={
+    @app.post("/score", response_model=schemas.ScoreResponse, tags=["scoring"], dependencies=[Depends(require_api_key)],
+              responses={
         **ERROR_RESPONSES, 202: {"model": schemas.JobResponse, "description": "human backend with `wait: false`"}})
     async def score(body: schemas.ScoreRequest, request: Request):
         """One reward per item, in order. The response names the exact model version."""
@@ -209,7 +229,7 @@ def create_app(
         return schemas.ScoreResponse(**fields)
 
     @app.post("/admin/backends/{name}/reload", response_model=schemas.ReloadResponse, responses=ERROR_RESPONSES,
-              tags=["admin"])
+              tags=["admin"], dependencies=[Depends(require_admin_key)])
     async def reload_backend(name: str) -> schemas.ReloadResponse:
         """Re-read this backend's model location from the config file and hot-swap the model.
         Requests in flight finish on the old model; a failed load leaves the old one serving."""
@@ -225,7 +245,8 @@ def create_app(
             elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    @app.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=ERROR_RESPONSES, tags=["scoring"])
+    @app.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=ERROR_RESPONSES, tags=["scoring"],
+              dependencies=[Depends(require_api_key)])
     async def get_reward(body: schemas.OpenRLHFRequest, request: Request, backend: str | None = None):
         """OpenRLHF remote reward model format (`--remote_rm_url http://host:port/get_reward`).
         Each query is prompt + response in one string. With `prompts` (sent by recent OpenRLHF),
@@ -238,9 +259,10 @@ def create_app(
         result = await _until_disconnect(request, scorer.score(pairs, backend))
         return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model)
 
-    app.include_router(human_routes.router(registry, metrics))
+    app.include_router(human_routes.router(registry, require_api_key, require_admin_key))
 
-    @app.get("/v1/backends", response_model=schemas.BackendList, tags=["service"])
+    @app.get("/v1/backends", response_model=schemas.BackendList, tags=["service"],
+             dependencies=[Depends(require_api_key)])
     async def list_backends() -> schemas.BackendList:
         return schemas.BackendList(
             default_backend=registry.default,
@@ -272,7 +294,7 @@ def create_app(
         ready = registry.all_ready
         return JSONResponse({"ready": ready, "backends": states}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["service"], response_class=Response)
+    @app.get("/metrics", tags=["service"], response_class=Response, dependencies=metrics_auth)
     async def prometheus_metrics() -> Response:
         metrics.model_info.clear()  # only the versions served now
         for name, backend in registry.backends.items():

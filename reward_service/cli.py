@@ -48,10 +48,31 @@ def cmd_serve(args) -> None:
         settings.server.host = args.host
     if args.port is not None:
         settings.server.port = args.port
+    auth = settings.auth
+    keyless = not (auth.api_keys or auth.api_keys_file or auth.admin_keys or auth.admin_keys_file)
+    if keyless and not _is_loopback(settings.server.host) and not auth.allow_unauthenticated_remote:
+        print(f"reward-service: refusing to serve on {settings.server.host} without API keys: set auth.api_keys "
+              "or auth.api_keys_file (and admin keys), or auth.allow_unauthenticated_remote: true", file=sys.stderr)
+        raise SystemExit(2)
     if settings.auto_build_models and not args.no_build:
         build_missing_models(settings)
-    app = create_app(settings, config_path=args.config)
+    try:
+        app = create_app(settings, config_path=args.config)
+    except ValueError as exc:
+        print(f"reward-service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=args.log_level)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_models_build(args) -> None:
@@ -122,9 +143,24 @@ def cmd_config_show(args) -> None:
         settings = _load_settings(args.config)
         import yaml
 
-        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+        print(yaml.safe_dump(_without_secrets(settings.model_dump(mode="json")), sort_keys=False), end="")
     else:
         print(config_module.default_config_text(), end="")
+
+
+def _without_secrets(data: dict) -> dict:
+    """The config as shown: keys, rater tokens and database passwords masked."""
+    from reward_service.human.store import redact_url
+
+    auth = data.get("auth", {})
+    for field in ("api_keys", "admin_keys"):
+        auth[field] = ["***"] * len(auth.get(field, []))
+    for backend in data.get("backends", {}).values():
+        if "raters" in backend:
+            backend["raters"] = {name: "***" for name in backend["raters"]}
+        if "store" in backend:
+            backend["store"] = redact_url(backend["store"])
+    return data
 
 
 def cmd_config_check(args) -> None:

@@ -182,10 +182,30 @@ class ServerSettings(Strict):
     idempotency_cache_size: int = Field(1024, ge=0, description="recent request_ids remembered per backend")
 
 
+class AuthSettings(Strict):
+    """Bearer keys. None configured: auth is off (allowed only on a loopback address)."""
+
+    api_keys: list[str] = Field(default_factory=list, description="keys for /score, /get_reward, jobs, /v1/backends")
+    api_keys_file: str | None = Field(None, description="one key per line; re-read when it changes (rotation)")
+    admin_keys: list[str] = Field(default_factory=list, description="keys for /admin/* and the human export")
+    admin_keys_file: str | None = None
+    metrics_public: bool = Field(True, description="false: /metrics needs an API key too")
+    allow_unauthenticated_remote: bool = Field(
+        False, description="serve on a non-loopback address with no keys (not recommended)"
+    )
+
+    @model_validator(mode="after")
+    def _keys_long_enough(self) -> "AuthSettings":
+        if any(len(key) < 16 for key in self.api_keys + self.admin_keys):
+            raise ValueError("API and admin keys must have at least 16 characters (e.g. `openssl rand -hex 24`)")
+        return self
+
+
 class Settings(Strict):
     default_backend: str
     backends: dict[str, BackendSettings]
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
     auto_build_models: bool = Field(True, description="`serve` builds missing builtin models before starting")
 
     @model_validator(mode="after")

@@ -82,3 +82,9 @@ class TaskConflict(RewardServiceError):
     """A rating that contradicts the task's state: not handed to this rater, or already rated."""
 
     code = "task_conflict"
+
+
+class Forbidden(RewardServiceError):
+    """A valid key without the right to this route."""
+
+    code = "forbidden"

@@ -13,9 +13,9 @@ from reward_service.app import create_app
 from reward_service.training.preferences import read_preferences
 from tests.conftest import human_config
 
-ALICE = {"Authorization": "Bearer tok-alice"}
-BOB = {"Authorization": "Bearer tok-bob"}
-CAROL = {"Authorization": "Bearer tok-carol"}
+ALICE = {"Authorization": "Bearer token-alice"}
+BOB = {"Authorization": "Bearer token-bob"}
+CAROL = {"Authorization": "Bearer token-carol"}
 ITEMS = [
     {"prompt": "The movie was", "response": " a delight."},
     {"prompt": "I thought the plot", "response": " dragged."},

@@ -29,7 +29,7 @@ backends:
   human:
     type: human
     store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{alice: tok-alice}}
+    raters: {{alice: token-alice}}
     guidelines: "{GUIDELINES}"
     poll_interval_s: 0.1
 """)
@@ -52,7 +52,7 @@ backends:
             )
             page = browser.new_page()
             page.goto(f"{url}/label")
-            page.fill("#token", "tok-alice")
+            page.fill("#token", "token-alice")
             page.click("#signin")
             expect(page.locator("#guidelines")).to_have_text(GUIDELINES)
             expect(page.locator("#rate-view")).to_be_visible(timeout=20_000)

@@ -11,7 +11,7 @@ import httpx
 from tests.conftest import free_port
 from tests.test_server_process import start_server, stop
 
-ALICE = {"Authorization": "Bearer tok-alice"}
+ALICE = {"Authorization": "Bearer token-alice"}
 
 
 def value_of(text: str) -> float:
@@ -26,7 +26,7 @@ backends:
   human:
     type: human
     store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{alice: tok-alice}}
+    raters: {{alice: token-alice}}
     rank_groups: false
     poll_interval_s: 0.1
 """)

@@ -10,7 +10,7 @@ from tests.conftest import POSITIVE_WORDS, make_tiny_policy
 from tests.test_server_process import start_server, stop
 from trainer_client import cli
 
-RATER = {"Authorization": "Bearer tok-rater"}
+RATER = {"Authorization": "Bearer token-rater"}
 
 
 def judge(text: str) -> int:
@@ -41,7 +41,7 @@ backends:
   human:
     type: human
     store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{rater: tok-rater}}
+    raters: {{rater: token-rater}}
     poll_interval_s: 0.05
 """)
     prompts = tmp_path / "prompts.txt"

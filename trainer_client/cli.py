@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -13,11 +14,18 @@ import httpx
 
 def wait_until_ready(url: str, backend: str | None, timeout_s: float) -> None:
     """Wait until the reward backend this run uses can score; stop at once if it failed to load."""
+    from trainer_client.client import API_KEY_ENV
+
+    key = os.environ.get(API_KEY_ENV)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     deadline = time.time() + timeout_s
     last = "no answer"
     while time.time() < deadline:
         try:
-            listing = httpx.get(f"{url.rstrip('/')}/v1/backends", timeout=2).json()
+            answer = httpx.get(f"{url.rstrip('/')}/v1/backends", timeout=2, headers=headers)
+            if answer.status_code in (401, 403):
+                raise SystemExit(f"ppo-train: {url} refused the API key: set {API_KEY_ENV}")
+            listing = answer.json()
             name = backend or listing["default_backend"]
             info = {b["name"]: b for b in listing["backends"]}.get(name)
             if info is None:

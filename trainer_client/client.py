@@ -5,13 +5,15 @@
 - retries with exponential backoff and full jitter on connection errors and
   timeouts, 429 (honouring `Retry-After`), 502, 503 and 504; never on other 4xx;
 - checks one score per item, and watches the model version: a change mid-run
-  warns, or raises with `on_model_change="error"`.
+  warns, or raises with `on_model_change="error"`;
+- sends `api_key` (default: $REWARD_SERVICE_API_KEY) as a bearer token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 import uuid
@@ -22,6 +24,7 @@ import httpx
 
 log = logging.getLogger(__name__)
 
+API_KEY_ENV = "REWARD_SERVICE_API_KEY"
 RETRY_STATUSES = {429, 502, 503, 504}
 TIMEOUT_MARGIN_S = 15.0  # the HTTP read waits this much past the server-side deadline, to get its 504
 
@@ -74,7 +77,7 @@ class RetryPolicy:
 
 class _Common:
     def __init__(self, base_url: str, backend: str | None, timeout_s: float, retry: RetryPolicy | None,
-                 on_model_change: str, run_id: str | None, headers: dict | None):
+                 on_model_change: str, run_id: str | None, headers: dict | None, api_key: str | None):
         if on_model_change not in ("warn", "error", "ignore"):
             raise ValueError("on_model_change must be 'warn', 'error' or 'ignore'")
         self.base_url = base_url.rstrip("/")
@@ -83,7 +86,10 @@ class _Common:
         self.retry = retry or RetryPolicy()
         self.on_model_change = on_model_change
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if api_key:
+            self.headers.setdefault("Authorization", f"Bearer {api_key}")
         self.model_version: str | None = None
         self._calls = 0
 
@@ -158,8 +164,9 @@ class RewardClient(_Common):
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", backend: str | None = None, timeout_s: float = 120.0,
                  retry: RetryPolicy | None = None, on_model_change: str = "warn", run_id: str | None = None,
-                 headers: dict | None = None, transport: httpx.BaseTransport | None = None):
-        super().__init__(base_url, backend, timeout_s, retry, on_model_change, run_id, headers)
+                 headers: dict | None = None, transport: httpx.BaseTransport | None = None,
+                 api_key: str | None = None):
+        super().__init__(base_url, backend, timeout_s, retry, on_model_change, run_id, headers, api_key)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=self.headers, transport=transport)
 
     def score(self, prompts: list[str], responses: list[str], request_id: str | None = None,
@@ -190,8 +197,9 @@ class AsyncRewardClient(_Common):
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", backend: str | None = None, timeout_s: float = 120.0,
                  retry: RetryPolicy | None = None, on_model_change: str = "warn", run_id: str | None = None,
-                 headers: dict | None = None, transport: httpx.AsyncBaseTransport | None = None):
-        super().__init__(base_url, backend, timeout_s, retry, on_model_change, run_id, headers)
+                 headers: dict | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 api_key: str | None = None):
+        super().__init__(base_url, backend, timeout_s, retry, on_model_change, run_id, headers, api_key)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=self.headers,
                                        transport=transport)
 

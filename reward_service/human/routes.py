@@ -19,7 +19,8 @@ from reward_service.human import export
 from reward_service.human.scores import validate_rating
 from reward_service.human.store import AlreadyRated, NotAssigned, Task, TaskNotFound
 
-bearer = HTTPBearer(auto_error=False, description="a rater token from the human backend's `raters` config")
+bearer = HTTPBearer(auto_error=False, scheme_name="raterToken",
+                    description="a rater token from the human backend's `raters` config")
 
 
 class ScaleView(BaseModel):
@@ -90,7 +91,8 @@ def job_response(backend, outcome) -> schemas.JobResponse:
     )
 
 
-def router(registry, metrics) -> APIRouter:
+def router(registry, require_api_key, require_admin_key) -> APIRouter:
+    """Rater routes check rater tokens; jobs need an API key; export and summary an admin key."""
     api = APIRouter()
     errors_401 = {401: {"model": schemas.ErrorResponse, "description": "missing or unknown rater token"}}
 
@@ -171,7 +173,7 @@ def router(registry, metrics) -> APIRouter:
         return Skipped(skipped=True, task_id=task_id, pending=await queue.run(queue.store.waiting_for, queue.name, rater))
 
     @api.get("/v1/jobs/{job_id}", response_model=schemas.JobResponse, tags=["scoring"],
-             responses={404: schemas.ERROR_MODEL})
+             responses={404: schemas.ERROR_MODEL}, dependencies=[Depends(require_api_key)])
     async def job(job_id: str) -> schemas.JobResponse:
         """A human-queue job: pending (with the rewards so far) or done. Past an async job's
         deadline, unrated items get the fallback's score when this is read."""
@@ -183,6 +185,7 @@ def router(registry, metrics) -> APIRouter:
         raise errors.NotFound(f"no job {job_id}")
 
     @api.get("/v1/human/export", tags=["labeling"], response_class=StreamingResponse,
+             dependencies=[Depends(require_admin_key)],
              responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
     async def export_ratings(
         format: str = Query("pairs", pattern="^(pairs|ranklist|ratings)$",
@@ -195,7 +198,7 @@ def router(registry, metrics) -> APIRouter:
         return StreamingResponse(export.lines(tasks, queue.settings.scale, format), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="{queue.name}-{format}.jsonl"'})
 
-    @api.get("/v1/human/summary", tags=["labeling"])
+    @api.get("/v1/human/summary", tags=["labeling"], dependencies=[Depends(require_admin_key)])
     async def summary(backend: str | None = Query(None)) -> dict:
         """Queue length, ratings per rater, time to rate and inter-rater agreement."""
         queue = registry.queue(backend)

@@ -436,7 +436,7 @@ class PostgresStore(Store):
             self._pool.open(wait=True, timeout=10)
         except Exception as exc:
             self._pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL ({_redact(url)}): {exc}") from exc
+            raise StoreError(f"cannot connect to PostgreSQL ({redact_url(url)}): {exc}") from exc
 
     def create_schema(self) -> None:
         with self.transaction() as execute:
@@ -458,13 +458,13 @@ class PostgresStore(Store):
 
                     yield execute
         except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL ({_redact(self.url)}): {exc}") from exc
+            raise StoreError(f"PostgreSQL ({redact_url(self.url)}): {exc}") from exc
 
     def close(self) -> None:
         self._pool.close()
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     if "@" not in url or "://" not in url:
         return url
