@@ -175,7 +175,13 @@ class ServerSettings(Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_items_per_request: int = Field(4096, ge=1)
     max_chars_per_item: int = Field(
-        20000, ge=1, description="prompt + response characters per item; longer items get 413 (VADER is quadratic)"
+        20000, ge=1, description="prompt + response characters per item (VADER's cost is quadratic in it)"
+    )
+    long_items: Literal["reject", "truncate"] = Field(
+        "reject", description="an item over max_chars_per_item: reject (422), or truncate it and flag it in the response"
+    )
+    max_concurrent_requests: int = Field(
+        512, ge=1, description="scoring requests in flight at once (waiting human requests count); beyond: 429"
     )
     default_timeout_s: float = Field(60.0, gt=0)
     max_timeout_s: float = Field(3600.0, gt=0)

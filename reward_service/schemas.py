@@ -51,6 +51,9 @@ class ScoreResponse(BaseModel):
     request_id: str | None = None
     elapsed_ms: float
     members: dict[str, list[float]] | None = Field(None, description="ensembles only: each member's own scores")
+    truncated: list[bool] | None = Field(
+        None, description="with server.long_items: truncate, which items were cut to max_chars_per_item"
+    )
     job_id: str | None = Field(None, description="human backend: the job these ratings belong to")
     sources: list[str] | None = Field(
         None, description="human backend: per item, `human` (rated) or `fallback` (scored by the fallback backend)"

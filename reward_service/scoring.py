@@ -6,13 +6,21 @@ This is what the routes call; it speaks pairs and floats, not HTTP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
 
 from reward_service.backends import Pair
 from reward_service.config import ServerSettings
-from reward_service.errors import BackendFailed, DeadlineExceeded, RewardServiceError, TooLarge
+from reward_service.errors import (
+    BackendFailed,
+    DeadlineExceeded,
+    InvalidInput,
+    Overloaded,
+    RewardServiceError,
+    TooLarge,
+)
 from reward_service.idempotency import IdempotencyCache, fingerprint
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
@@ -26,6 +34,7 @@ class ScoreResult:
     request_id: str | None
     elapsed_ms: float
     members: dict[str, list[float]] | None = None
+    truncated: list[bool] | None = None  # items cut to max_chars_per_item (long_items: truncate)
     job: object | None = None  # human queue only: its JobOutcome (pending for an async job)
 
 
@@ -35,6 +44,7 @@ class Scorer:
         self.server = server
         self.metrics = metrics
         self.idempotency = IdempotencyCache(server.idempotency_cache_size)
+        self.in_flight = 0
 
     async def score(
         self,
@@ -48,13 +58,7 @@ class Scorer:
         """`wait=False` matters only for queued (human) backends: the job is created and
         returned pending at once; other backends answer straight away anyway."""
         started = time.perf_counter()
-        longest = max((len(p.prompt) + len(p.response) for p in pairs), default=0)
-        if longest > self.server.max_chars_per_item:
-            raise TooLarge(
-                f"an item has {longest} characters (prompt + response); the limit is "
-                f"{self.server.max_chars_per_item}",
-                details={"limit": self.server.max_chars_per_item},
-            )
+        pairs, truncated = self._fit(pairs)
         if len(pairs) > self.server.max_items_per_request:
             raise TooLarge(
                 f"{len(pairs)} items in one request; the limit is {self.server.max_items_per_request} "
@@ -67,12 +71,19 @@ class Scorer:
         deadline = asyncio.get_running_loop().time() + timeout
         if return_members is None:
             return_members = getattr(getattr(backend, "settings", None), "return_members", False)
+        if self.in_flight >= self.server.max_concurrent_requests:
+            self.metrics.requests.labels(backend.name, Overloaded.code).inc()
+            raise Overloaded(
+                f"{self.in_flight} scoring requests in flight; the limit is {self.server.max_concurrent_requests}",
+                retry_after_s=1,
+            )
+        self.in_flight += 1
         status = "ok"
         try:
             if getattr(backend, "queued", False):  # dedupe lives in the queue's store, not in memory
                 result = await self._score_queued(backend, pairs, request_id, timeout, deadline, wait, started)
                 status = "accepted" if result.job.status == "pending" else status
-                return result
+                return dataclasses.replace(result, truncated=truncated)
             scores, version, members = await self.idempotency.run(
                 backend.name,
                 request_id,
@@ -86,6 +97,7 @@ class Scorer:
             status = "cancelled"
             raise
         finally:
+            self.in_flight -= 1
             self.metrics.requests.labels(backend.name, status).inc()
             self.metrics.items.labels(backend.name, status).inc(len(pairs))
             self.metrics.latency.labels(backend.name).observe(time.perf_counter() - started)
@@ -96,7 +108,30 @@ class Scorer:
             request_id=request_id,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             members=members,
+            truncated=truncated,
         )
+
+    def _fit(self, pairs: list[Pair]) -> tuple[list[Pair], list[bool] | None]:
+        """Enforce max_chars_per_item: reject (422), or cut the response, then the prompt, to fit
+        (`truncated` then flags each item; None when nothing was cut)."""
+        limit = self.server.max_chars_per_item
+        too_long = [i for i, p in enumerate(pairs) if len(p.prompt) + len(p.response) > limit]
+        if not too_long:
+            return pairs, None
+        if self.server.long_items == "reject":
+            raise InvalidInput(
+                f"item {too_long[0]} has {len(pairs[too_long[0]].prompt) + len(pairs[too_long[0]].response)} "
+                f"characters (prompt + response); the limit is {limit}",
+                details={"limit": limit, "items": too_long[:100]},
+            )
+        fitted = list(pairs)
+        for i in too_long:
+            prompt = pairs[i].prompt[:limit]
+            fitted[i] = Pair(prompt, pairs[i].response[: limit - len(prompt)])
+        flags = [False] * len(pairs)
+        for i in too_long:
+            flags[i] = True
+        return fitted, flags
 
     async def _score_queued(self, backend, pairs, request_id, timeout, deadline, wait, started) -> ScoreResult:
         job = await backend.submit(pairs, request_id, timeout)

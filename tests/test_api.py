@@ -111,11 +111,54 @@ def test_oversized_body_is_413(client):
     assert chunked.status_code == 413
 
 
-def test_an_overlong_item_is_413(tiny_model):
+def test_an_overlong_item_is_422_or_truncated_by_config(tiny_model):
     app = create_app(settings_for(tiny_model, max_chars_per_item=100), load_in_background=False)
+    items = [{"prompt": "", "response": "fine"}, {"prompt": "p" * 60, "response": "great " * 10}]
     with TestClient(app) as c:
-        r = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": "r" * 41}], "backend": "lexicon"})
-        assert r.status_code == 413 and "limit is 100" in r.json()["error"]["message"]
+        r = c.post("/score", json={"items": items, "backend": "lexicon"})
+        assert r.status_code == 422 and "item 1 has 120 characters" in r.json()["error"]["message"]
+        assert r.json()["error"]["details"]["items"] == [1]
+    app = create_app(settings_for(tiny_model, max_chars_per_item=100, long_items="truncate"), load_in_background=False)
+    with TestClient(app) as c:
+        r = c.post("/score", json={"items": items, "backend": "lexicon"})
+        assert r.status_code == 200 and r.json()["truncated"] == [False, True]
+        cut = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": ("great " * 10)[:40]}],
+                                     "backend": "lexicon"}).json()
+        assert r.json()["scores"][1] == cut["scores"][0]  # scored as the first 100 characters
+        assert c.post("/score", json={"items": items[:1], "backend": "lexicon"}).json()["truncated"] is None
+
+
+def test_concurrent_requests_over_the_limit_get_429(tiny_model):
+    import asyncio
+
+    import httpx
+
+    app = create_app(settings_for(tiny_model, max_concurrent_requests=2), load_in_background=False)
+    scorer = app.state.scorer
+    release = asyncio.Event()
+    lexicon = app.state.registry.backends["lexicon"]
+    original = lexicon.score
+
+    async def slow(pairs, deadline=None):
+        await release.wait()
+        return await original(pairs, deadline)
+
+    lexicon.score = slow
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            body = {"items": [{"prompt": "", "response": "ok"}], "backend": "lexicon"}
+            held = [asyncio.ensure_future(c.post("/score", json=body)) for _ in range(2)]
+            while scorer.in_flight < 2:
+                await asyncio.sleep(0.01)
+            refused = await c.post("/score", json=body)
+            release.set()
+            return refused, [await h for h in held]
+
+    refused, held = asyncio.run(run())
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert [h.status_code for h in held] == [200, 200]
 
 
 def test_too_many_items_is_413(client):
