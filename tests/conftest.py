@@ -127,12 +127,13 @@ def store_url(request, tmp_path):
         if os.environ.get("CI"):
             raise
         pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
-    admin.execute(f"CREATE SCHEMA {schema}")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
     try:
         yield _postgres_schema_url(schema)
     finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:  # a fresh one: a test may cut connections
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def human_config(store_url: str, **fields) -> config_module.Settings:

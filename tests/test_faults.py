@@ -1,0 +1,86 @@
+"""Faults: a backend that raises or hangs answers 503/504 with a retry hint while the others
+keep serving; the human queue survives its PostgreSQL connections being cut."""
+
+import asyncio
+import threading
+import time
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from reward_service.app import create_app
+from reward_service.backends.base import Backend
+from reward_service.backends.lexicon import LexiconBackend
+from reward_service.config import LexiconBackendSettings
+from tests.conftest import PG_URL, human_config, settings_for
+
+ITEM = {"prompt": "", "response": "a fine film"}
+
+
+class Raising(Backend):
+    type = "sentiment"
+    model_version = "raising@0"
+
+    async def load(self):
+        self.ready = True
+
+    async def score(self, pairs, deadline=None):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class Hanging(Raising):
+    model_version = "hanging@0"
+
+    async def score(self, pairs, deadline=None):
+        await asyncio.sleep(3600)
+
+
+@pytest.mark.parametrize("broken, status, code", [(Raising, 503, "backend_failed"), (Hanging, 504, "deadline_exceeded")])
+def test_a_broken_backend_gets_a_retry_hint_and_the_others_keep_serving(tiny_model, broken, status, code):
+    backends = {"sentiment": broken("sentiment"), "lexicon": LexiconBackend("lexicon", LexiconBackendSettings(type="lexicon"))}
+    app = create_app(settings_for(tiny_model), backends=backends, load_in_background=False)
+    with TestClient(app) as client:
+        for _ in range(3):
+            r = client.post("/score", json={"items": [ITEM], "backend": "sentiment", "timeout_s": 0.3})
+            assert r.status_code == status and r.json()["error"]["type"] == code
+            assert r.json()["error"]["retryable"] and int(r.headers["retry-after"]) >= 1
+            ok = client.post("/score", json={"items": [ITEM], "backend": "lexicon"})
+            assert ok.status_code == 200
+        assert client.get("/readyz").status_code == 200  # loaded, just failing: probes stay green
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_the_human_queue_reconnects_after_postgresql_drops_its_connections(store_url):
+    alice = {"Authorization": "Bearer token-alice"}
+    app = create_app(human_config(store_url, rank_groups=False), load_in_background=False)
+    with TestClient(app) as client:
+        items = [{"prompt": "p", "response": f"item {i}"} for i in range(4)]
+        job = client.post("/score", json={"items": items, "wait": False}).json()
+        rated = []
+
+        def rate_one():
+            task = client.get("/v1/tasks/next", headers=alice).json()["task"]
+            r = client.post(f"/v1/tasks/{task['id']}/rating", headers=alice, json={"score": 1 + len(rated)})
+            assert r.status_code == 200 and r.json()["saved"]
+            rated.append(task["responses"][0])
+
+        rate_one()
+        rate_one()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:  # what a server restart does to clients
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchone()[0]
+        assert killed >= 1
+        attempts = 0
+        while len(rated) < 4:  # at most a retryable 503 while the pool replaces its connections
+            attempts += 1
+            try:
+                rate_one()
+            except (AssertionError, TypeError):
+                assert attempts < 10
+                time.sleep(0.2)
+        polled = client.get(job["poll"]).json()
+        assert polled["status"] == "done" and polled["scores"] == [1.0, 2.0, 3.0, 4.0]
+        assert client.get("/v1/human/summary").json()["ratings"] == 4
