@@ -111,6 +111,19 @@ def test_deadline_uses_the_fallback_and_marks_the_items(service):
         assert client.get("/v1/human/summary").json()["ratings"] == 2
 
 
+def test_an_unpolled_async_job_is_finished_with_the_fallback_at_its_deadline(service):
+    with service(fallback="lexicon") as client:
+        job = client.post("/score", json={"items": ITEMS[:2], "wait": False, "timeout_s": 0.5}).json()
+        assert client.get("/v1/human/summary").json()["pending"] == 2
+        deadline = time.monotonic() + 10
+        # nobody polled: the sweep finished the job and took its tasks out of the queue
+        while client.get("/v1/human/summary").json()["pending"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        polled = client.get(job["poll"]).json()
+        assert polled["status"] == "done" and polled["sources"] == ["fallback", "fallback"]
+
+
 def test_deadline_without_fallback_is_a_504_and_a_retry_resumes_waiting(service):
     with service() as client:
         r = client.post("/score", json={"items": ITEMS[:1], "request_id": "slow", "timeout_s": 0.5})

@@ -66,7 +66,9 @@ def test_sigkill_and_restart_loses_nothing(tmp_path):
         stop_event = threading.Event()
         rater = threading.Thread(target=rate_until_stopped, args=(url, saved, stop_event))
         rater.start()
+        started = time.monotonic()
         while len(saved) < 10:
+            assert rater.is_alive() and time.monotonic() - started < 60, "the rater stopped before the kill"
             time.sleep(0.01)
         process.send_signal(signal.SIGKILL)  # mid-stream: the rater is still posting
         process.wait(10)

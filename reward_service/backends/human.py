@@ -27,6 +27,7 @@ from reward_service.idempotency import fingerprint
 log = logging.getLogger(__name__)
 
 FALLBACK_RESERVE_S = 1.0  # a blocking wait ends this much before the deadline when a fallback must still score
+SWEEP_INTERVAL_S = 1.0  # how often jobs past their deadline are finished with the fallback
 
 
 def store_url(settings: HumanBackendSettings) -> str:
@@ -66,6 +67,7 @@ class HumanBackend(Backend):
         self.settings = settings
         self.fallback = fallback
         self.store: Store | None = None
+        self._sweeper: asyncio.Future | None = None
         self._changed = asyncio.Event()
         self.rating_observers: list = []  # called with (rater, seconds) after each stored rating
 
@@ -82,11 +84,27 @@ class HumanBackend(Backend):
     async def load(self) -> None:
         self.store = await asyncio.to_thread(Store.open, store_url(self.settings))
         await asyncio.to_thread(self.store.create_schema)
+        if self.fallback is not None:
+            self._sweeper = asyncio.ensure_future(self._sweep_overdue_jobs())
         self.ready = True
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+
+    async def _sweep_overdue_jobs(self) -> None:
+        """Finish jobs past their deadline with the fallback even when nobody waits or polls
+        (an async job never polled, a client that went away, jobs left from before a restart),
+        so their unrated tasks leave the raters' queue on time."""
+        while True:
+            try:
+                for job in await self.run(self.store.overdue_jobs, self.name):
+                    await self._finish_with_fallback(job)
+            except Exception as exc:  # the store or the fallback is down: try again next round
+                log.warning("human backend %r: overdue-job sweep failed: %s", self.name, exc)
+            await asyncio.sleep(SWEEP_INTERVAL_S)
 
     def details(self) -> dict:
         s = self.settings
@@ -149,6 +167,10 @@ class HumanBackend(Backend):
         """Wait (event-loop `deadline`) until every item is rated; then, or at the deadline with
         a fallback, finish the job. Without a fallback the deadline raises DeadlineExceeded."""
         loop = asyncio.get_running_loop()
+        if self.fallback is not None and job.deadline_at is not None:
+            # With a fallback the job's own deadline (set by the request that made it) rules:
+            # a retry does not extend it. Without one, a retry keeps waiting on the same tasks.
+            deadline = min(deadline, loop.time() + (job.deadline_at - time.time()))
         reserve = max(0.0, min(FALLBACK_RESERVE_S, (deadline - loop.time()) / 10)) if self.fallback else 0.0
         while True:
             changed = self._changed
@@ -159,7 +181,7 @@ class HumanBackend(Backend):
             remaining = deadline - reserve - loop.time()
             if remaining <= 0:
                 if self.fallback is not None:
-                    return await self._finish_with_fallback(current)
+                    return await self._finish_with_fallback(current, deadline)
                 raise DeadlineExceeded(
                     f"human backend {self.name!r}: {outcome.rated} of {len(outcome.scores)} items rated before the "
                     f"deadline and no fallback is configured; retry with the same request_id to keep waiting, "
@@ -184,7 +206,7 @@ class HumanBackend(Backend):
         return JobOutcome(job.id, "pending", rewards, sources, counts, None, job.created_at, job.deadline_at,
                           job.request_id)
 
-    async def _finish_with_fallback(self, job: Job) -> JobOutcome:
+    async def _finish_with_fallback(self, job: Job, deadline: float | None = None) -> JobOutcome:
         tasks = await self.run(self.store.job_tasks, job.id)
         rewards, counts = scoring.item_rewards(tasks, job.n_items, self.settings.scale)
         sources = ["human" if r is not None else "fallback" for r in rewards]
@@ -193,7 +215,7 @@ class HumanBackend(Backend):
         if missing:
             pairs = self._job_pairs(tasks, job.n_items)
             try:
-                scores, fallback_model = await self.fallback.score_versioned([pairs[i] for i in missing])
+                scores, fallback_model = await self.fallback.score_versioned([pairs[i] for i in missing], deadline)
             except RewardServiceError:
                 raise
             except Exception as exc:

@@ -3,7 +3,8 @@
 - `pairs`:    {"prompt", "chosen", "rejected"} plus provenance (margin, source, task ids,
               raters, agreement), which `train-rm` ignores. From each rank task, every pair
               of responses its raters' mean values order; from rated tasks, every two
-              responses to the same prompt whose mean ratings differ.
+              responses to the same prompt whose mean ratings differ (among the latest 64
+              rated responses of that prompt).
 - `ranklist`: {"prompt", "ranking": [best, ..., worst]} per rank task (consensus order by
               mean value), and per prompt of rated responses with distinct mean ratings
               (responses tied with another are left out: use `pairs` to keep ties' neighbours).
@@ -22,6 +23,7 @@ from reward_service.human import scores as scoring
 from reward_service.human.store import Task
 
 FORMATS = ("pairs", "ranklist", "ratings")
+MAX_RATED_PER_PROMPT = 64  # at most 64 * 63 / 2 = 2016 pairs per prompt from single ratings
 
 
 def _means(task: Task, scale: RatingScale) -> list[float]:
@@ -30,11 +32,13 @@ def _means(task: Task, scale: RatingScale) -> list[float]:
 
 
 def _rated_by_prompt(tasks: list[Task], scale: RatingScale) -> dict[str, list[tuple[str, float, Task]]]:
+    """Rated responses grouped by prompt; the most recent MAX_RATED_PER_PROMPT of each
+    (PPO repeats prompts: pairing them all would grow with the square of the history)."""
     groups: dict[str, list[tuple[str, float, Task]]] = {}
     for task in tasks:
         if task.kind == "rate":
             groups.setdefault(task.prompt, []).append((task.responses[0], _means(task, scale)[0], task))
-    return groups
+    return {prompt: rated[-MAX_RATED_PER_PROMPT:] for prompt, rated in groups.items()}
 
 
 def pairs(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reward_service import errors, schemas
 from reward_service.human import export
 from reward_service.human.scores import validate_rating
-from reward_service.human.store import AlreadyRated, NotAssigned, Task, TaskNotFound
+from reward_service.human.store import AlreadyRated, NotAssigned, Skipped, Task, TaskNotFound
 
 bearer = HTTPBearer(auto_error=False, scheme_name="raterToken",
                     description="a rater token from the human backend's `raters` config")
@@ -67,7 +67,8 @@ class RatingSaved(BaseModel):
     saved: bool = Field(description="true once the rating is committed to the store")
     task_id: str
     task_status: str
-    late: bool = Field(description="the job had already finished (deadline passed); the rating is kept for export")
+    late: bool = Field(description="the task no longer needed it (its job's deadline passed, or other raters "
+                                   "completed it after this rater's lease ran out); kept for export, not in the reward")
     pending: int
 
 
@@ -150,10 +151,12 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
                 f"task {task_id} was not handed to rater {rater!r}; get one from /v1/tasks/next") from None
         except AlreadyRated:
             raise errors.TaskConflict(f"rater {rater!r} already rated task {task_id} differently") from None
+        except Skipped:
+            raise errors.TaskConflict(f"rater {rater!r} skipped task {task_id}; it went to others") from None
+        mine = next(r for r in task.ratings if r.rater == rater)
         if stored:
-            mine = next(r for r in task.ratings if r.rater == rater)
             queue.rating_stored(rater, mine.seconds)
-        return RatingSaved(saved=True, task_id=task_id, task_status=task.status, late=task.status == "expired",
+        return RatingSaved(saved=True, task_id=task_id, task_status=task.status, late=not mine.counted,
                            pending=await queue.run(queue.store.waiting_for, queue.name, rater))
 
     @api.post("/v1/tasks/{task_id}/skip", response_model=Skipped, tags=["labeling"], responses={

@@ -42,10 +42,13 @@ def rank_values(ranking: list[int], scale: RatingScale) -> list[float]:
     return values
 
 
-def rater_values(task: Task, scale: RatingScale) -> list[list[float]]:
-    """Per rater, the value they gave each response of the task."""
+def rater_values(task: Task, scale: RatingScale, counted_only: bool = False) -> list[list[float]]:
+    """Per rater, the value they gave each response of the task (`counted_only`: only the
+    ratings that make the reward, not those that arrived after the task had its ratings)."""
     out = []
     for rating in task.ratings:
+        if counted_only and not rating.counted:
+            continue
         if rating.ranking is not None:
             out.append(rank_values(rating.ranking, scale))
         else:
@@ -58,7 +61,7 @@ def item_rewards(tasks: list[Task], n_items: int, scale: RatingScale) -> tuple[l
     rewards: list[float | None] = [None] * n_items
     counts = [0] * n_items
     for task in tasks:
-        per_rater = rater_values(task, scale)
+        per_rater = rater_values(task, scale, counted_only=True)
         for position, item in enumerate(task.items):
             values = [v[position] for v in per_rater]
             counts[item] = len(values)

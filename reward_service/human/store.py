@@ -14,6 +14,7 @@ as saved survives a SIGKILL of the process.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -67,11 +68,13 @@ SCHEMA = [
         ranking TEXT,
         created_at DOUBLE PRECISION NOT NULL,
         seconds DOUBLE PRECISION,
+        counted INTEGER NOT NULL DEFAULT 1,
         PRIMARY KEY (task_id, rater)
     )""",
 ]
 
-CANDIDATES_PER_CLAIM = 16
+CLAIM_ATTEMPTS = 8
+MAX_JOB_SWEEP = 100
 
 
 class StoreError(Exception):
@@ -90,6 +93,10 @@ class AlreadyRated(Exception):
     """The rater already rated this task with a different value."""
 
 
+class Skipped(Exception):
+    """The rater skipped this task; it went to others."""
+
+
 @dataclass
 class NewTask:
     kind: str  # "rate": one response; "rank": several responses to one prompt
@@ -105,6 +112,7 @@ class Rating:
     ranking: list[int] | None
     created_at: float
     seconds: float | None
+    counted: bool = True  # False: the task had all its ratings (or its job had finished); kept for export
 
 
 @dataclass
@@ -150,6 +158,9 @@ def _job(row) -> Job:
                json.loads(result) if result else None, finished_at)
 
 
+# Ratings plus hand-outs still within their lease: a task takes no more than `overlap` of them.
+LIVE_CLAIMS = ("SELECT COUNT(*) FROM hq_assignments WHERE task_id = {task} "
+               "AND (state = 'rated' OR (state = 'active' AND expires_at > ?))")
 TASK_COLUMNS = "id, job_id, backend, seq, kind, prompt, responses, items, overlap, status, created_at, done_at"
 JOB_COLUMNS = "id, backend, request_id, fingerprint, n_items, created_at, deadline_at, status, result, finished_at"
 
@@ -164,15 +175,15 @@ class Store:
     def open(url: str) -> "Store":
         if url.startswith(("postgresql://", "postgres://")):
             return PostgresStore(url)
-        if url.startswith("sqlite:///"):
-            return SQLiteStore(Path(url[len("sqlite:///") - 1:]))
-        raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://...")
+        if url.startswith("sqlite:///"):  # sqlite:///relative.db, sqlite:////absolute/path.db
+            return SQLiteStore(Path(url[len("sqlite:///"):]).expanduser())
+        raise ValueError(f"unsupported store URL {redact_url(url)!r}: use sqlite:///path.db or postgresql://...")
 
     # -- connection plumbing, one pair per database -------------------------------------------
 
     @contextmanager
-    def transaction(self):
-        """Yields `execute(sql, params) -> cursor`, committed on exit."""
+    def transaction(self, write: bool = True):
+        """Yields `execute(sql, params) -> cursor`, committed on exit. `write=False`: reads only."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -192,15 +203,17 @@ class Store:
         now = time.time()
         job_id = uuid.uuid4().hex
         with self.transaction() as execute:
-            if request_id is not None:
+            # Concurrent requests with one request_id: the second waits on the first's row,
+            # inserts nothing, and reads the first's job.
+            inserted = execute(
+                f"INSERT INTO hq_jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL) "
+                "ON CONFLICT (backend, request_id) DO NOTHING",
+                (job_id, backend, request_id, fingerprint, n_items, now, deadline_at),
+            ).rowcount
+            if not inserted:
                 row = execute(f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE backend = ? AND request_id = ?",
                               (backend, request_id)).fetchone()
-                if row is not None:
-                    return _job(row), False
-            execute(
-                f"INSERT INTO hq_jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL)",
-                (job_id, backend, request_id, fingerprint, n_items, now, deadline_at),
-            )
+                return _job(row), False
             for seq, task in enumerate(tasks):
                 execute(
                     f"INSERT INTO hq_tasks ({TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, NULL)",
@@ -210,20 +223,28 @@ class Store:
         return self.job(job_id), True
 
     def job(self, job_id: str) -> Job | None:
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             row = execute(f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row else None
 
     def job_tasks(self, job_id: str) -> list[Task]:
         """The job's tasks in order, each with its ratings."""
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             tasks = [_task(r) for r in execute(
                 f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE job_id = ? ORDER BY seq", (job_id,)).fetchall()]
             self._attach_ratings(execute, tasks)
         return tasks
 
+    def overdue_jobs(self, backend: str) -> list[Job]:
+        """Pending jobs past their deadline (oldest first), for the fallback sweep."""
+        with self.transaction(write=False) as execute:
+            rows = execute(
+                f"SELECT {JOB_COLUMNS} FROM hq_jobs WHERE backend = ? AND status = 'pending' AND deadline_at < ? "
+                f"ORDER BY deadline_at LIMIT {MAX_JOB_SWEEP}", (backend, time.time())).fetchall()
+        return [_job(r) for r in rows]
+
     def task(self, task_id: str) -> Task | None:
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             row = execute(f"SELECT {TASK_COLUMNS} FROM hq_tasks WHERE id = ?", (task_id,)).fetchone()
             return self._with_ratings(execute, _task(row)) if row else None
 
@@ -260,27 +281,32 @@ class Store:
             ).fetchone()
             if row is not None:
                 return self._with_ratings(execute, _task(row))
-            candidates = execute(
-                f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND status = 'pending' "
-                "AND NOT EXISTS (SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ?) "
-                f"ORDER BY created_at, seq LIMIT {CANDIDATES_PER_CLAIM}{self.claim_rows}",
-                (backend, rater),
-            ).fetchall()
-            for task in map(_task, candidates):
-                # Counted after the row lock is held: every claim of this task holds that lock
-                # while it counts and inserts, so the count cannot go stale before we insert.
-                (taken,) = execute(
-                    "SELECT COUNT(*) FROM hq_assignments WHERE task_id = ? "
-                    "AND (state = 'rated' OR (state = 'active' AND expires_at > ?))",
-                    (task.id, now),
+            passed: list[str] = []
+            for _ in range(CLAIM_ATTEMPTS):
+                not_passed = f"AND id NOT IN ({', '.join('?' for _ in passed)}) " if passed else ""
+                row = execute(
+                    f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND status = 'pending' "
+                    "AND NOT EXISTS (SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ? "
+                    "AND a.state <> 'active') "
+                    f"AND ({LIVE_CLAIMS.format(task='t.id')}) < overlap {not_passed}"
+                    f"ORDER BY created_at, seq LIMIT 1{self.claim_rows}",
+                    (backend, rater, now, *passed),
                 ).fetchone()
+                if row is None:
+                    return None
+                task = _task(row)
+                # Counted again now that the row lock is held: every claim of this task holds that
+                # lock while it counts and inserts, so this count cannot go stale before we insert.
+                (taken,) = execute(LIVE_CLAIMS.format(task="?"), (task.id, now)).fetchone()
                 if taken < task.overlap:
                     execute(
                         "INSERT INTO hq_assignments (task_id, rater, state, assigned_at, expires_at) "
-                        "VALUES (?, ?, 'active', ?, ?)",
+                        "VALUES (?, ?, 'active', ?, ?) ON CONFLICT (task_id, rater) DO UPDATE "
+                        "SET state = 'active', assigned_at = excluded.assigned_at, expires_at = excluded.expires_at",
                         (task.id, rater, now, now + lease_s),
                     )
                     return self._with_ratings(execute, task)
+                passed.append(task.id)  # filled up since the snapshot: try the next one
         return None
 
     def rate(self, task_id: str, rater: str, score: float | None, ranking: list[int] | None) -> tuple[Task, bool]:
@@ -297,6 +323,8 @@ class Store:
             ).fetchone()
             if assignment is None:
                 raise NotAssigned(task_id)
+            if assignment[0] == "skipped":
+                raise Skipped(task_id)
             previous = execute(
                 "SELECT score, ranking FROM hq_ratings WHERE task_id = ? AND rater = ?", (task_id, rater)
             ).fetchone()
@@ -305,13 +333,19 @@ class Store:
                 if not same:
                     raise AlreadyRated(task_id)
                 return self._with_ratings(execute, task), False
+            (count,) = execute("SELECT COUNT(*) FROM hq_ratings WHERE task_id = ? AND counted = 1",
+                               (task_id,)).fetchone()
+            # A rating after the task got its ratings (this rater's lease had run out and another
+            # rater took over) or after its job finished is kept, but does not change the reward.
+            counted = task.status == "pending" and count < task.overlap
             execute(
-                "INSERT INTO hq_ratings (task_id, rater, score, ranking, created_at, seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO hq_ratings (task_id, rater, score, ranking, created_at, seconds, counted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (task_id, rater, score, json.dumps(ranking) if ranking is not None else None, now,
-                 now - assignment[1]),
+                 now - assignment[1], int(counted)),
             )
             execute("UPDATE hq_assignments SET state = 'rated' WHERE task_id = ? AND rater = ?", (task_id, rater))
-            (count,) = execute("SELECT COUNT(*) FROM hq_ratings WHERE task_id = ?", (task_id,)).fetchone()
+            count += counted
             if task.status == "pending" and count >= task.overlap:
                 execute("UPDATE hq_tasks SET status = 'done', done_at = ? WHERE id = ?", (now, task_id))
                 task.status, task.done_at = "done", now
@@ -334,7 +368,7 @@ class Store:
 
     def waiting_for(self, backend: str, rater: str) -> int:
         """Pending tasks this rater could still rate (not rated or skipped by them)."""
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             (n,) = execute(
                 "SELECT COUNT(*) FROM hq_tasks t WHERE backend = ? AND status = 'pending' AND NOT EXISTS "
                 "(SELECT 1 FROM hq_assignments a WHERE a.task_id = t.id AND a.rater = ? AND a.state <> 'active')",
@@ -345,7 +379,7 @@ class Store:
     # -- reading everything (metrics, export) ----------------------------------------------------
 
     def queue_stats(self, backend: str) -> dict:
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             pending, oldest = execute(
                 "SELECT COUNT(*), MIN(created_at) FROM hq_tasks WHERE backend = ? AND status = 'pending'", (backend,)
             ).fetchone()
@@ -353,7 +387,7 @@ class Store:
 
     def rated_tasks(self, backend: str) -> list[Task]:
         """Every task with at least one rating, oldest first, ratings attached."""
-        with self.transaction() as execute:
+        with self.transaction(write=False) as execute:
             tasks = [_task(r) for r in execute(
                 f"SELECT {TASK_COLUMNS} FROM hq_tasks t WHERE backend = ? AND EXISTS "
                 "(SELECT 1 FROM hq_ratings r WHERE r.task_id = t.id) ORDER BY created_at, seq", (backend,)).fetchall()]
@@ -373,13 +407,13 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = execute(
-                "SELECT task_id, rater, score, ranking, created_at, seconds FROM hq_ratings "
+                "SELECT task_id, rater, score, ranking, created_at, seconds, counted FROM hq_ratings "
                 f"WHERE task_id IN ({', '.join('?' for _ in chunk)}) ORDER BY created_at, rater",
                 tuple(chunk),
             ).fetchall()
-            for task_id, rater, score, ranking, created_at, seconds in rows:
+            for task_id, rater, score, ranking, created_at, seconds, counted in rows:
                 by_id[task_id].ratings.append(
-                    Rating(rater, score, json.loads(ranking) if ranking else None, created_at, seconds))
+                    Rating(rater, score, json.loads(ranking) if ranking else None, created_at, seconds, bool(counted)))
 
 
 class SQLiteStore(Store):
@@ -396,14 +430,23 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA foreign_keys=ON")
 
     @contextmanager
-    def transaction(self):
+    def transaction(self, write: bool = True):
+        # Writers take the write lock up front (no deadlock upgrading a read); readers do not,
+        # so `human export` in another process reads while the service writes (WAL).
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+            def execute(sql: str, params: tuple = ()):
+                try:
+                    return self._db.execute(sql, params)
+                except sqlite3.Error as exc:  # disk full, I/O error, ...: retryable from the caller's side
+                    raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
             try:
-                yield self._db.execute
+                yield execute
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -436,7 +479,7 @@ class PostgresStore(Store):
             self._pool.open(wait=True, timeout=10)
         except Exception as exc:
             self._pool.close()
-            raise StoreError(f"cannot connect to PostgreSQL ({redact_url(url)}): {exc}") from exc
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
 
     def create_schema(self) -> None:
         with self.transaction() as execute:
@@ -445,7 +488,7 @@ class PostgresStore(Store):
                 execute(statement)
 
     @contextmanager
-    def transaction(self):
+    def transaction(self, write: bool = True):
         psycopg = self._psycopg
         try:
             with self._pool.connection() as conn:
@@ -457,8 +500,8 @@ class PostgresStore(Store):
                         return cursor
 
                     yield execute
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL ({redact_url(self.url)}): {exc}") from exc
+        except psycopg.Error as exc:  # connection lost, server restarting, ...: nothing was committed
+            raise StoreError(f"PostgreSQL: {exc}") from exc
 
     def close(self) -> None:
         self._pool.close()
@@ -466,6 +509,7 @@ class PostgresStore(Store):
 
 def redact_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
+    url = re.sub(r"(password=)[^&\s]*", r"\1***", url)
     if "@" not in url or "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
