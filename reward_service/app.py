@@ -42,6 +42,17 @@ STATUS = {
     errors.Forbidden: 403,
 }
 RETRYABLE = {429, 502, 503, 504}
+COMMON_ERRORS = {  # documented on every route: what any request can meet
+    code: {"model": schemas.ErrorResponse, "description": description}
+    for code, description in {
+        401: "missing or unknown key or rater token",
+        403: "an API key where an admin key is needed",
+        404: "unknown backend, job or task",
+        413: "request body over the configured limit",
+        422: "invalid input; do not retry unchanged",
+        503: "backend or store not ready or failing; retry after Retry-After",
+    }.items()
+}
 ERROR_RESPONSES = {
     code: {"model": schemas.ErrorResponse, "description": description}
     for code, description in {
@@ -176,6 +187,7 @@ def create_app(
         description="Rewards for RLHF over HTTP: POST (prompt, response) pairs, get one score each.",
         version=_package_version(),
         lifespan=lifespan,
+        responses=COMMON_ERRORS,
     )
     app.state.settings = settings
     app.state.registry = registry
