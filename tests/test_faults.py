@@ -84,3 +84,22 @@ def test_the_human_queue_reconnects_after_postgresql_drops_its_connections(store
         polled = client.get(job["poll"]).json()
         assert polled["status"] == "done" and polled["scores"] == [1.0, 2.0, 3.0, 4.0]
         assert client.get("/v1/human/summary").json()["ratings"] == 4
+
+
+def test_a_pickled_model_is_refused_and_readyz_says_why(tmp_path, tiny_model):
+    """Weights load as safetensors only: a pytorch_model.bin (pickle) folder never loads."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    assert (pickled / "pytorch_model.bin").exists() and not (pickled / "model.safetensors").exists()
+    with TestClient(create_app(settings_for(pickled, runtime="torch"), load_in_background=False)) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "safetensors" in ready.json()["backends"]["sentiment"]["error"]
+        assert client.post("/score", json={"items": [ITEM], "backend": "lexicon"}).status_code == 200

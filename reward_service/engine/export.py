@@ -39,7 +39,7 @@ def _export(model_dir: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner):

@@ -24,7 +24,7 @@ class TorchRuntime:
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
         # inspect.signature sees through the decorators transformers wraps forward in
         self._accepts_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
         self.description = {"runtime": "torch", "provider": "cpu", "precision": "fp32"}
