@@ -34,7 +34,7 @@ def run(*args, cwd=DEPLOY):
 def test_prometheus_config_and_rules_pass_promtool():
     tool = promtool()
     run(tool, "check", "config", "prometheus/prometheus.yml")
-    assert "5 rules found" in run(tool, "check", "rules", "prometheus/alerts.yml")
+    assert "6 rules found" in run(tool, "check", "rules", "prometheus/alerts.yml")
     run(tool, "test", "rules", "alerts_test.yml", cwd=DEPLOY / "prometheus")
 
 
@@ -71,6 +71,9 @@ def test_the_configmap_holds_a_valid_service_config():
     assert settings.server.host == "0.0.0.0" and settings.default_backend in settings.backends
 
 
+METRIC = r"\b(?:reward|human)_[a-z_]+?(?=_bucket\b|\b)"
+
+
 def dashboard_metric_names() -> set[str]:
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "reward-service.json").read_text())
     assert dashboard["panels"], "dashboard has no panels"
@@ -78,24 +81,36 @@ def dashboard_metric_names() -> set[str]:
     for panel in dashboard["panels"]:
         assert panel["targets"], f"panel {panel['title']!r} has no query"
         for target in panel["targets"]:
-            names |= set(re.findall(r"\breward_[a-z_]+", target["expr"]))
+            names |= set(re.findall(METRIC, target["expr"]))
     return names
 
 
-def test_every_dashboard_query_names_a_metric_the_service_exports(tiny_model):
+def test_every_dashboard_query_names_a_metric_the_service_exports(tiny_model, tmp_path):
     from fastapi.testclient import TestClient
 
+    from reward_service import config as config_module
     from reward_service.app import create_app
-    from tests.conftest import settings_for
 
-    with TestClient(create_app(settings_for(tiny_model), load_in_background=False)) as client:
+    settings = config_module.parse(f"""
+default_backend: sentiment
+backends:
+  sentiment: {{type: sentiment, model: {tiny_model}, runtime: torch, max_length: 64}}
+  human: {{type: human, store: "sqlite:///{tmp_path / 'q.db'}", raters: {{alice: token-alice}}}}
+""", "test config", environ={})
+    with TestClient(create_app(settings, load_in_background=False)) as client:
         client.post("/score", json={"items": [{"prompt": "", "response": "good"}]})
+        client.post("/score", json={"items": [{"prompt": "", "response": "good"}], "backend": "human", "wait": False})
+        task = client.get("/v1/tasks/next", headers={"Authorization": "Bearer token-alice"}).json()["task"]
+        client.post(f"/v1/tasks/{task['id']}/rating", headers={"Authorization": "Bearer token-alice"},
+                    json={"score": 3})
         exported = client.get("/metrics").text
-    series = set(re.findall(r"^(reward_[a-z_]+)", exported, flags=re.M))
+    series = set(re.findall(r"^((?:reward|human)_[a-z_]+?)(?:_bucket|_count|_sum|_total|_created)?[{ ]", exported,
+                            flags=re.M))
+    series |= set(re.findall(r"^((?:reward|human)_[a-z_]+)[{ ]", exported, flags=re.M))
     missing = sorted(name for name in dashboard_metric_names() if name not in series)
     assert not missing, f"dashboard queries metrics the service does not export: {missing}"
     alerts = (DEPLOY / "prometheus" / "alerts.yml").read_text()
-    missing = sorted(n for n in set(re.findall(r"\breward_[a-z_]+", alerts)) if n not in series)
+    missing = sorted(n for n in set(re.findall(METRIC, alerts)) if n not in series)
     assert not missing, f"alert rules use metrics the service does not export: {missing}"
 
 
