@@ -94,8 +94,14 @@ def cmd_train_rm(args) -> None:
     from reward_service.training.preferences import PreferenceFormatError, read_preferences
     from reward_service.training.reward_model import file_entry, train_reward_model
 
+    paths = list(args.data)
+    if args.from_human is not None:
+        paths.append(_export_human_pairs(args, Path(args.output)))
+    if not paths:
+        print("reward-service: no training data: give JSONL files, or --from-human", file=sys.stderr)
+        raise SystemExit(2)
     pairs, files = [], []
-    for path in args.data:
+    for path in paths:
         try:
             found, skipped = read_preferences(path, args.format, args.skip_bad_lines)
         except FileNotFoundError:
@@ -121,6 +127,21 @@ def cmd_train_rm(args) -> None:
     print(f"wrote {model_store.version(output)} to {output}")
     print(f"held-out pairwise accuracy {card['held_out_pairwise_accuracy']} on {card['data']['held_out_pairs']} pairs; "
           f"curve: {output / 'training_curve.png'}")
+
+
+def _export_human_pairs(args, output) -> str:
+    """The human queue's ratings as a pairs file kept beside the model folder (its card
+    records the file's hash), so `train-rm --from-human` is one command."""
+    from reward_service.human import export
+
+    args.backend = args.from_human or None
+    name, store, settings = _human_queue(args)
+    target = output.parent / f"{output.name}.human-pairs.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = list(export.lines(store.rated_tasks(name), settings.scale, "pairs"))
+    target.write_text("".join(lines), encoding="utf-8")
+    print(f"exported {len(lines)} preference pairs from human backend {name!r} to {target}")
+    return str(target)
 
 
 def cmd_models_prepare(args) -> None:
@@ -229,7 +250,11 @@ def parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     train = commands.add_parser("train-rm", help="train a reward model on preference pairs or rank lists (JSONL)")
-    train.add_argument("data", nargs="+", help="JSONL files: pairs, HH-style chosen/rejected, or rank lists")
+    train.add_argument("data", nargs="*", help="JSONL files: pairs, HH-style chosen/rejected, or rank lists")
+    train.add_argument("--from-human", nargs="?", const="", metavar="BACKEND",
+                       help="also train on the human queue's ratings (of BACKEND; default: the first human backend "
+                            "of --config), exported to OUTPUT.human-pairs.jsonl")
+    train.add_argument("--config", help="config naming the human backend (for --from-human)")
     train.add_argument("--output", "-o", required=True, help="model folder to write (replaced atomically)")
     train.add_argument("--format", default="auto", choices=["auto", "pairs", "hh", "ranklist"])
     train.add_argument("--base-model", help="HF folder to start from (default: the packaged MiniLM encoder)")

@@ -203,3 +203,27 @@ def test_the_labeling_api_is_in_the_openapi_schema(service):
         assert "202" in paths["/score"]["post"]["responses"]
         page = client.get("/label")
         assert page.status_code == 200 and "/v1/tasks/next" in page.text
+
+
+def test_train_rm_from_human_is_one_command(tmp_path, tiny_model, capsys):
+    from reward_service import model_store
+    from reward_service.cli import main as cli
+    from reward_service.human.store import NewTask, Store
+
+    db = tmp_path / "queue.sqlite3"
+    store = Store.open(f"sqlite:///{db}")
+    store.create_schema()
+    responses = [" was a joy.", " was fine.", " was a chore.", " was dull."]
+    store.create_job("human", None, "fp", 4, [NewTask("rank", "The film", responses, [0, 1, 2, 3])], 1, None)
+    task = store.claim_next("human", "alice", 60)
+    store.rate(task.id, "alice", None, [0, 1, 2, 3])
+    store.close()
+    config = tmp_path / "human.yaml"
+    config.write_text(f"default_backend: human\nbackends:\n  human: {{type: human, store: 'sqlite:///{db}'}}\n")
+    out = tmp_path / "my-rm"
+    cli(["train-rm", "--from-human", "--config", str(config), "-o", str(out), "--base-model", str(tiny_model),
+         "--max-steps", "1", "--batch-size", "4", "--max-length", "32", "--held-out", "0"])
+    printed = capsys.readouterr().out
+    assert "exported 6 preference pairs from human backend 'human'" in printed
+    assert model_store.read_card(out)["data"]["files"][0]["pairs"] == 6
+    assert (tmp_path / "my-rm.human-pairs.jsonl").is_file()
