@@ -234,6 +234,7 @@ def create_app(
         job = result.job
         if job is not None and job.status == "pending":
             pending = human_routes.job_response(registry.find(result.backend), job)
+            pending.truncated = result.truncated
             return JSONResponse(pending.model_dump(), status_code=202, headers={"Location": pending.poll})
         fields = {k: v for k, v in result.__dict__.items() if k != "job"}
         if job is not None:
@@ -269,7 +270,8 @@ def create_app(
         else:
             pairs = [Pair("", text) for text in body.query]
         result = await _until_disconnect(request, scorer.score(pairs, backend))
-        return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model)
+        return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model,
+                                        truncated=result.truncated)
 
     app.include_router(human_routes.router(registry, require_api_key, require_admin_key))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from pathlib import Path
 
 from reward_service.config import AuthSettings
@@ -21,10 +22,22 @@ from reward_service.errors import Forbidden, Unauthorized
 log = logging.getLogger(__name__)
 
 
+MIN_KEY_LENGTH = 16
+RECHECK_S = 1.0  # a key file is re-read at least this often, even if its stat looks unchanged
+
+
 def read_keys(path: Path) -> list[str]:
-    """One key per line; blank lines and `#` comments ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    """One key per line; blank lines and whole-line `#` comments ignored. Raises ValueError
+    for a key shorter than MIN_KEY_LENGTH (the line number is named, never the key)."""
+    keys = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line) < MIN_KEY_LENGTH or any(c.isspace() for c in line):
+            raise ValueError(f"{path}:{number}: a key must be one word of at least {MIN_KEY_LENGTH} characters")
+        keys.append(line)
+    return keys
 
 
 class KeySet:
@@ -34,32 +47,45 @@ class KeySet:
         self.what = what
         self._from_file: list[str] = []
         self._file_state: tuple | None = None
+        self._checked_at = 0.0
         if self.file is not None:
             try:
-                self._refresh(strict=True)
+                self._from_file = read_keys(self.file)
             except OSError as exc:
                 raise ValueError(f"cannot read {what} file {self.file}: {exc.strerror or exc}") from None
+            self._file_state = self._stat()
+            self._checked_at = time.monotonic()
 
-    def _refresh(self, strict: bool = False) -> None:
-        """Re-read the key file if it changed; a file that vanished keeps the last keys read."""
+    def _stat(self) -> tuple | None:
         try:
             stat = os.stat(self.file)
         except OSError:
-            if strict:
-                raise
+            return None
+        return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
+
+    def _refresh(self) -> None:
+        """Re-read the key file when its stat changed, or every RECHECK_S (a same-size rewrite
+        within one timestamp tick). A file that vanished revokes its keys; an unreadable or
+        invalid one keeps the previous keys, with a warning (never the keys themselves)."""
+        state = self._stat()
+        now = time.monotonic()
+        if state == self._file_state and now - self._checked_at < RECHECK_S:
             return
-        state = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if state != self._file_state:
-            try:
-                self._from_file = read_keys(self.file)
-            except (OSError, UnicodeDecodeError) as exc:
-                if strict:
-                    raise
-                log.warning("could not re-read %s file %s (%s); keeping the previous keys", self.what, self.file, exc)
-                return
-            self._file_state = state
-            if not strict:
-                log.info("%s file %s re-read: %d key(s)", self.what, self.file, len(self._from_file))
+        self._checked_at = now
+        if state is None:
+            if self._from_file:
+                log.warning("%s file %s is gone: its keys are revoked", self.what, self.file)
+            self._from_file, self._file_state = [], None
+            return
+        try:
+            keys = read_keys(self.file)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            log.warning("could not re-read %s file %s (%s); keeping the previous keys", self.what, self.file, exc)
+            self._file_state = state  # warn once per change, not on every request
+            return
+        if state != self._file_state or keys != self._from_file:
+            log.info("%s file %s re-read: %d key(s)", self.what, self.file, len(keys))
+        self._from_file, self._file_state = keys, state
 
     @property
     def configured(self) -> bool:

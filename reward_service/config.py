@@ -281,8 +281,11 @@ def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = 
     """Parse YAML text, apply environment overrides, validate."""
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # the position and the problem, never the text (it may hold a key)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{source} is not valid YAML{where}: {problem}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

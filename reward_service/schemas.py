@@ -79,6 +79,7 @@ class JobResponse(BaseModel):
     created_at: float = Field(description="Unix time")
     deadline_at: float | None = Field(None, description="Unix time; past it, unrated items get the fallback's score")
     poll: str = Field(description="where to poll this job")
+    truncated: list[bool] | None = Field(None, description="in the 202 only: items cut to max_chars_per_item")
 
 
 class OpenRLHFRequest(BaseModel):
@@ -96,6 +97,7 @@ class OpenRLHFResponse(BaseModel):
     rewards: list[float]
     backend: str
     model: str
+    truncated: list[bool] | None = Field(None, description="with server.long_items: truncate, which queries were cut")
 
 
 class BackendInfo(BaseModel):

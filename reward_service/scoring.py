@@ -112,8 +112,9 @@ class Scorer:
         )
 
     def _fit(self, pairs: list[Pair]) -> tuple[list[Pair], list[bool] | None]:
-        """Enforce max_chars_per_item: reject (422), or cut the response, then the prompt, to fit
-        (`truncated` then flags each item; None when nothing was cut)."""
+        """Enforce max_chars_per_item: reject (422), or cut to fit (`truncated` then flags each
+        item; None when nothing was cut). Cutting keeps the start of the response (at least half
+        the limit) and the end of the prompt, the part nearest the response."""
         limit = self.server.max_chars_per_item
         too_long = [i for i, p in enumerate(pairs) if len(p.prompt) + len(p.response) > limit]
         if not too_long:
@@ -126,8 +127,10 @@ class Scorer:
             )
         fitted = list(pairs)
         for i in too_long:
-            prompt = pairs[i].prompt[:limit]
-            fitted[i] = Pair(prompt, pairs[i].response[: limit - len(prompt)])
+            prompt, response = pairs[i]
+            response = response[: max(limit - len(prompt), limit - limit // 2)]
+            keep = limit - len(response)
+            fitted[i] = Pair(prompt[len(prompt) - keep:] if keep else "", response)
         flags = [False] * len(pairs)
         for i in too_long:
             flags[i] = True

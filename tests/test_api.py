@@ -122,7 +122,7 @@ def test_an_overlong_item_is_422_or_truncated_by_config(tiny_model):
     with TestClient(app) as c:
         r = c.post("/score", json={"items": items, "backend": "lexicon"})
         assert r.status_code == 200 and r.json()["truncated"] == [False, True]
-        cut = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": ("great " * 10)[:40]}],
+        cut = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": ("great " * 10)[:50]}],
                                      "backend": "lexicon"}).json()
         assert r.json()["scores"][1] == cut["scores"][0]  # scored as the first 100 characters
         assert c.post("/score", json={"items": items[:1], "backend": "lexicon"}).json()["truncated"] is None
@@ -150,7 +150,9 @@ def test_concurrent_requests_over_the_limit_get_429(tiny_model):
         async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             body = {"items": [{"prompt": "", "response": "ok"}], "backend": "lexicon"}
             held = [asyncio.ensure_future(c.post("/score", json=body)) for _ in range(2)]
-            while scorer.in_flight < 2:
+            for _ in range(500):
+                if scorer.in_flight == 2:
+                    break
                 await asyncio.sleep(0.01)
             refused = await c.post("/score", json=body)
             release.set()
@@ -159,6 +161,7 @@ def test_concurrent_requests_over_the_limit_get_429(tiny_model):
     refused, held = asyncio.run(run())
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
     assert [h.status_code for h in held] == [200, 200]
+    assert scorer.in_flight == 0  # every path gives its slot back
 
 
 def test_too_many_items_is_413(client):

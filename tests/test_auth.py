@@ -114,3 +114,24 @@ def test_config_show_masks_secrets(tmp_path, capsys):
     for secret in (API_KEY, ADMIN_KEY, "token-alice", "hunter2-secret"):
         assert secret not in shown
     assert "postgresql://reward:***@db/reward" in shown
+
+
+def test_key_files_are_checked_and_a_removed_file_revokes_its_keys(tmp_path):
+    keys = tmp_path / "api_keys"
+    keys.write_text("short\n")
+    with pytest.raises(ValueError, match="api_keys:1: a key must be one word of at least 16"):
+        create_app(make_settings(tmp_path, api_keys_file=str(keys)))
+    keys.write_bytes(b"\xef\xbb\xbf" + API_KEY.encode() + b"\r\n")  # a BOM and CRLF, as editors write them
+    settings = make_settings(tmp_path, api_keys_file=str(keys))
+    with TestClient(create_app(settings, load_in_background=False)) as client:
+        assert client.post("/score", json=ITEM, headers=bearer(API_KEY)).status_code == 200
+        keys.write_text("x\n")  # an invalid rewrite keeps the keys that worked
+        assert client.post("/score", json=ITEM, headers=bearer(API_KEY)).status_code == 200
+        keys.unlink()
+        assert client.post("/score", json=ITEM, headers=bearer(API_KEY)).status_code == 401
+
+
+def test_a_yaml_error_does_not_echo_the_config_text(tmp_path):
+    with pytest.raises(config_module.ConfigError) as error:
+        config_module.parse(f'auth: {{api_keys: ["{API_KEY}"\n', "secret.yaml", environ={})
+    assert "line" in str(error.value) and API_KEY not in str(error.value)

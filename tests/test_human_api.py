@@ -166,6 +166,8 @@ def test_rater_errors_are_clear(service):
         assert client.post(f"/v1/tasks/{rate['id']}/rating", headers=ALICE, json={"ranking": [0]}).status_code == 422
         assert client.post("/v1/tasks/nope/rating", headers=ALICE, json={"score": 3}).status_code == 404
         assert client.post(f"/v1/tasks/{rate['id']}/skip", headers=ALICE).json()["skipped"]
+        after_skip = client.post(f"/v1/tasks/{rate['id']}/rating", headers=ALICE, json={"score": 3})
+        assert after_skip.status_code == 409 and "skipped" in after_skip.json()["error"]["message"]
         rank = next_task(client, ALICE)
         wrong = client.post(f"/v1/tasks/{rank['id']}/rating", headers=ALICE, json={"ranking": [0, 0]})
         assert wrong.status_code == 422 and "exactly once" in wrong.json()["error"]["message"]

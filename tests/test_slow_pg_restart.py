@@ -42,11 +42,12 @@ backends:
     try:
         items = [{"prompt": "p", "response": f"item {i}"} for i in range(200)]
         job = httpx.post(f"{url}/score", json={"items": items, "wait": False}).json()
-        saved = []
+        saved = []  # (task id, when the service said saved)
+        give_up = time.monotonic() + 300
 
         def rater():
             with httpx.Client(base_url=url, headers=ALICE, timeout=60) as client:
-                while True:
+                while time.monotonic() < give_up:
                     try:
                         task = client.get("/v1/tasks/next").json()["task"]
                     except (httpx.HTTPError, ValueError, KeyError):
@@ -55,27 +56,32 @@ backends:
                     if task is None:
                         return
                     value = 1 + int(task["responses"][0].split()[-1]) % 5
-                    while True:  # like the page: retry until the service says saved
+                    while time.monotonic() < give_up:  # like the page: retry until the service says saved
                         try:
                             if client.post(f"/v1/tasks/{task['id']}/rating", json={"score": value}).status_code == 200:
-                                saved.append(task["id"])
+                                saved.append((task["id"], time.monotonic()))
                                 break
                         except httpx.HTTPError:
                             pass
                         time.sleep(0.2)
+                    time.sleep(0.05)  # a brisk rater: the 200 ratings take over 10 s, across the restart
 
-        thread = threading.Thread(target=rater)
+        thread = threading.Thread(target=rater, daemon=True)
         thread.start()
         while len(saved) < 50:
+            assert thread.is_alive() and time.monotonic() < give_up
             time.sleep(0.05)
         version, cluster = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True,
                                           check=True).stdout.split()[:2]
         subprocess.run(["pg_ctlcluster", version, cluster, "restart"], check=True, timeout=120)
+        restarted_at = time.monotonic()
         thread.join(300)
+        assert not thread.is_alive()
+        assert sum(when > restarted_at for _, when in saved) >= 50  # ratings really went on after the restart
         polled = httpx.get(f"{url}{job['poll']}").json()
         assert polled["status"] == "done"
         assert polled["scores"] == [float(1 + i % 5) for i in range(200)]
-        assert len(saved) == 200
+        assert len({task for task, _ in saved}) == len(saved) == 200
     finally:
         stop(process)
         with psycopg.connect(PG_URL, autocommit=True) as admin:

@@ -56,6 +56,8 @@ class ScoreResult:
     elapsed_ms: float
     attempts: int = 1
     members: dict | None = None
+    truncated: list[bool] | None = None  # items the service cut to its max_chars_per_item
+    sources: list[str] | None = None  # human backend: "human" or "fallback" per item
 
 
 @dataclass
@@ -114,9 +116,13 @@ class _Common:
                 response.status_code, "bad_response", data,
             )
         self._watch_version(data.get("model", ""))
+        if any(data.get("truncated") or []):
+            log.warning("the service truncated %d of %d items to its character limit (see result.truncated)",
+                        sum(data["truncated"]), expected)
         return ScoreResult(scores=[float(s) for s in scores], backend=data.get("backend", ""), model=data.get("model", ""),
                            request_id=data.get("request_id"), elapsed_ms=data.get("elapsed_ms", 0.0),
-                           attempts=attempts, members=data.get("members"))
+                           attempts=attempts, members=data.get("members"), truncated=data.get("truncated"),
+                           sources=data.get("sources"))
 
     def _watch_version(self, version: str) -> None:
         if self.model_version is not None and version != self.model_version and self.on_model_change != "ignore":

@@ -10,11 +10,13 @@ fallback the job keeps waiting in the store and the waiting request gets a 504
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from reward_service.backends.base import Backend, Pair
@@ -27,7 +29,8 @@ from reward_service.idempotency import fingerprint
 log = logging.getLogger(__name__)
 
 FALLBACK_RESERVE_S = 1.0  # a blocking wait ends this much before the deadline when a fallback must still score
-SWEEP_INTERVAL_S = 1.0  # how often jobs past their deadline are finished with the fallback
+SWEEP_INTERVAL_S = 1.0
+STORE_THREADS = 4  # how often jobs past their deadline are finished with the fallback
 
 
 def store_url(settings: HumanBackendSettings) -> str:
@@ -68,6 +71,7 @@ class HumanBackend(Backend):
         self.fallback = fallback
         self.store: Store | None = None
         self._sweeper: asyncio.Future | None = None
+        self._executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix=f"human-{name}")
         self._changed = asyncio.Event()
         self.rating_observers: list = []  # called with (rater, seconds) after each stored rating
 
@@ -93,6 +97,7 @@ class HumanBackend(Backend):
             self._sweeper.cancel()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+        self._executor.shutdown(wait=False)
 
     async def _sweep_overdue_jobs(self) -> None:
         """Finish jobs past their deadline with the fallback even when nobody waits or polls
@@ -131,9 +136,10 @@ class HumanBackend(Backend):
             observe(rater, seconds)
 
     async def run(self, method, *args):
-        """A store call in a thread; a database failure is a retryable 503."""
+        """A store call in this queue's own threads (a stuck database cannot starve the
+        threads other backends use); a database failure is a retryable 503."""
         try:
-            return await asyncio.to_thread(method, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(method, *args))
         except StoreError as exc:
             raise BackendFailed(f"human queue store unavailable: {exc}", retry_after_s=2) from exc
 

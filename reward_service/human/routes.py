@@ -72,7 +72,7 @@ class RatingSaved(BaseModel):
     pending: int
 
 
-class Skipped(BaseModel):
+class SkipResult(BaseModel):
     skipped: bool
     task_id: str
     pending: int
@@ -159,9 +159,9 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
         return RatingSaved(saved=True, task_id=task_id, task_status=task.status, late=not mine.counted,
                            pending=await queue.run(queue.store.waiting_for, queue.name, rater))
 
-    @api.post("/v1/tasks/{task_id}/skip", response_model=Skipped, tags=["labeling"], responses={
+    @api.post("/v1/tasks/{task_id}/skip", response_model=SkipResult, tags=["labeling"], responses={
         **errors_401, **{c: schemas.ERROR_MODEL for c in (404, 409)}})
-    async def skip(task_id: str, auth=Depends(rater_and_queue)) -> Skipped:
+    async def skip(task_id: str, auth=Depends(rater_and_queue)) -> SkipResult:
         """Pass on a task; it goes to other raters (or to the fallback at the deadline)."""
         rater, queue = auth
         await _task_of(queue, task_id)
@@ -173,7 +173,7 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
             raise errors.TaskConflict(f"task {task_id} was not handed to rater {rater!r}") from None
         except AlreadyRated:
             raise errors.TaskConflict(f"rater {rater!r} already rated task {task_id}") from None
-        return Skipped(skipped=True, task_id=task_id, pending=await queue.run(queue.store.waiting_for, queue.name, rater))
+        return SkipResult(skipped=True, task_id=task_id, pending=await queue.run(queue.store.waiting_for, queue.name, rater))
 
     @api.get("/v1/jobs/{job_id}", response_model=schemas.JobResponse, tags=["scoring"],
              responses={404: schemas.ERROR_MODEL}, dependencies=[Depends(require_api_key)])

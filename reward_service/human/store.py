@@ -74,6 +74,7 @@ SCHEMA = [
 ]
 
 CLAIM_ATTEMPTS = 8
+STATEMENT_TIMEOUT_MS = 10_000
 MAX_JOB_SWEEP = 100
 
 
@@ -469,12 +470,19 @@ class PostgresStore(Store):
 
     def __init__(self, url: str):
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
         from psycopg_pool import ConnectionPool
 
         self._psycopg = psycopg
         self.url = url
+        try:  # checked here, so a malformed URL (and its password) never reaches the pool's log
+            options = conninfo_to_dict(url).get("options") or ""
+        except psycopg.Error:
+            raise StoreError(f"invalid PostgreSQL URL {redact_url(url)} (is the password percent-encoded?)") from None
+        # A query stuck on a lock or a dead peer fails after this, instead of holding a thread.
+        options = f"{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
         self._pool = ConnectionPool(url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection,
-                                    kwargs={"autocommit": False})
+                                    kwargs={"autocommit": False, "options": options})
         try:
             self._pool.open(wait=True, timeout=10)
         except Exception as exc:
