@@ -60,10 +60,10 @@ def start_service(config: Path, env: dict | None = None, ready_timeout_s: float 
     raise RuntimeError("service not ready in time")
 
 
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (VmHWM), Linux only."""
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak resident set size (VmHWM; VmRSS: the current one), Linux only."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -126,20 +126,28 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--items", type=int, default=8, help="items per request")
+    parser.add_argument("--max-concurrent", type=int, help="server.max_concurrent_requests (default config only)")
     parser.add_argument("--output", default="bench/results/load-latest.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         config = Path(args.config) if args.config else Path(folder) / "load.yaml"
         if not args.config:
-            config.write_text("default_backend: sentiment\nbackends:\n"
+            server = f"server: {{max_concurrent_requests: {args.max_concurrent}}}\n" if args.max_concurrent else ""
+            config.write_text(server + "default_backend: sentiment\nbackends:\n"
                               "  sentiment: {type: sentiment, model: sentiment-minilm-rt}\n"
                               "  lexicon: {type: lexicon}\n")
         process, url = start_service(config)
         try:
-            idle_rss = peak_rss_mib(process.pid)
+            started_rss = peak_rss_mib(process.pid, "VmRSS")
+            start_peak = peak_rss_mib(process.pid)
             result = asyncio.run(run_load(url, args.clients, args.seconds, args.backend, args.items,
                                           os.environ.get("REWARD_SERVICE_API_KEY")))
-            result["service_peak_rss_mib"] = {"after_start": round(idle_rss), "after_load": round(peak_rss_mib(process.pid))}
+            result["service_rss_mib"] = {
+                "peak_during_start": round(start_peak),  # loading, ONNX export, int8 fidelity check
+                "after_start": round(started_rss),
+                "after_load": round(peak_rss_mib(process.pid, "VmRSS")),
+                "peak_overall": round(peak_rss_mib(process.pid)),
+            }
             key = os.environ.get("REWARD_SERVICE_API_KEY")
             listing = httpx.get(f"{url}/v1/backends", timeout=5,
                                 headers={"Authorization": f"Bearer {key}"} if key else {}).json()
