@@ -29,8 +29,8 @@ from reward_service.idempotency import fingerprint
 log = logging.getLogger(__name__)
 
 FALLBACK_RESERVE_S = 1.0  # a blocking wait ends this much before the deadline when a fallback must still score
-SWEEP_INTERVAL_S = 1.0
-STORE_THREADS = 4  # how often jobs past their deadline are finished with the fallback
+SWEEP_INTERVAL_S = 1.0  # how often jobs past their deadline are finished with the fallback
+STORE_THREADS = 4  # the queue's own threads for store calls
 
 
 def store_url(settings: HumanBackendSettings) -> str:
