@@ -103,3 +103,30 @@ def test_a_pickled_model_is_refused_and_readyz_says_why(tmp_path, tiny_model):
         assert ready.status_code == 503
         assert "safetensors" in ready.json()["backends"]["sentiment"]["error"]
         assert client.post("/score", json={"items": [ITEM], "backend": "lexicon"}).status_code == 200
+
+
+def test_a_human_queue_whose_database_comes_up_late_turns_ready_by_itself(tiny_model):
+    """A service started before its PostgreSQL: /readyz says why, then turns ready on its own."""
+    import uuid
+
+    database = f"hq_late_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    url = PG_URL.rsplit("/", 1)[0] + f"/{database}"
+    try:
+        with TestClient(create_app(human_config(url), load_in_background=False)) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and database in ready.json()["backends"]["human"]["error"]
+            assert client.post("/score", json={"items": [ITEM], "backend": "lexicon"}).status_code == 200
+            admin.execute(f"CREATE DATABASE {database}")
+            deadline = time.monotonic() + 30
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/readyz").json()
+                time.sleep(0.2)
+            job = client.post("/score", json={"items": [ITEM], "backend": "human", "wait": False})
+            assert job.status_code == 202
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.close()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 FALLBACK_RESERVE_S = 1.0  # a blocking wait ends this much before the deadline when a fallback must still score
 SWEEP_INTERVAL_S = 1.0  # how often jobs past their deadline are finished with the fallback
 STORE_THREADS = 4  # the queue's own threads for store calls
+REOPEN_INTERVAL_S = 2.0  # how often a store that could not be opened at start is tried again
 
 
 def store_url(settings: HumanBackendSettings) -> str:
@@ -71,6 +72,7 @@ class HumanBackend(Backend):
         self.fallback = fallback
         self.store: Store | None = None
         self._sweeper: asyncio.Future | None = None
+        self._reopening: asyncio.Future | None = None
         self._executor = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix=f"human-{name}")
         self._changed = asyncio.Event()
         self.rating_observers: list = []  # called with (rater, seconds) after each stored rating
@@ -86,15 +88,43 @@ class HumanBackend(Backend):
         return f"human@{hashlib.sha256(asked.encode()).hexdigest()[:8]}"
 
     async def load(self) -> None:
-        self.store = await asyncio.to_thread(Store.open, store_url(self.settings))
-        await asyncio.to_thread(self.store.create_schema)
+        """Open the store and create the schema. If the database is not up yet (a service
+        started before its PostgreSQL), the error shows in /readyz and opening is retried in
+        the background until it works; then the backend turns ready by itself."""
+        try:
+            await self._open()
+        except Exception:
+            self._reopening = asyncio.ensure_future(self._open_when_reachable())
+            raise
+
+    async def _open(self) -> None:
+        store = await asyncio.to_thread(Store.open, store_url(self.settings))
+        try:
+            await asyncio.to_thread(store.create_schema)
+        except BaseException:
+            await asyncio.to_thread(store.close)
+            raise
+        self.store = store
         if self.fallback is not None:
             self._sweeper = asyncio.ensure_future(self._sweep_overdue_jobs())
         self.ready = True
 
+    async def _open_when_reachable(self) -> None:
+        while True:
+            await asyncio.sleep(REOPEN_INTERVAL_S)
+            try:
+                await self._open()
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc} (retrying every {REOPEN_INTERVAL_S:g}s)"
+                continue
+            self.error = None
+            log.info("human backend %r: store reachable, ready", self.name)
+            return
+
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._reopening):
+            if task is not None:
+                task.cancel()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         self._executor.shutdown(wait=False)

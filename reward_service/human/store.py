@@ -481,6 +481,10 @@ class PostgresStore(Store):
             raise StoreError(f"invalid PostgreSQL URL {redact_url(url)} (is the password percent-encoded?)") from None
         # A query stuck on a lock or a dead peer fails after this, instead of holding a thread.
         options = f"{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip()
+        try:  # one plain connection first: an unreachable server fails in seconds, with its reason
+            psycopg.connect(url, connect_timeout=5, options=options).close()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
         self._pool = ConnectionPool(url, min_size=1, max_size=8, open=False, check=ConnectionPool.check_connection,
                                     kwargs={"autocommit": False, "options": options})
         try:
