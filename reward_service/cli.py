@@ -61,6 +61,14 @@ def cmd_serve(args) -> None:
     except ValueError as exc:
         print(f"reward-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from reward_service.config import HumanBackendSettings
+
+    for name, backend in settings.backends.items():
+        if isinstance(backend, HumanBackendSettings):
+            shown = "localhost" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
+            print(f"human backend {name!r}: raters sign in at http://{shown}:{settings.server.port}/label "
+                  f"({len(backend.raters)} rater token(s) configured{'' if backend.raters else ': add raters'})",
+                  file=sys.stderr)
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=args.log_level)
 
 
@@ -133,12 +141,19 @@ def _export_human_pairs(args, output) -> str:
     """The human queue's ratings as a pairs file kept beside the model folder (its card
     records the file's hash), so `train-rm --from-human` is one command."""
     from reward_service.human import export
+    from reward_service.human.store import redact_url
 
     args.backend = args.from_human or None
     name, store, settings = _human_queue(args)
     target = output.parent / f"{output.name}.human-pairs.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    lines = list(export.lines(store.rated_tasks(name), settings.scale, "pairs"))
+    tasks = store.rated_tasks(name)
+    lines = list(export.lines(tasks, settings.scale, "pairs"))
+    if not lines:
+        print(f"reward-service: the human queue of backend {name!r} ({redact_url(store.url)}) has no preference "
+              f"pairs yet: {len(tasks)} rated task(s); a pair needs a ranked list, or two responses to one prompt "
+              "rated differently", file=sys.stderr)
+        raise SystemExit(2)
     target.write_text("".join(lines), encoding="utf-8")
     print(f"exported {len(lines)} preference pairs from human backend {name!r} to {target}")
     return str(target)

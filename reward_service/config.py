@@ -106,9 +106,10 @@ class RatingScale(Strict):
     min: float = 1.0
     max: float = 5.0
     step: float = Field(1.0, gt=0, description="allowed ratings are min, min + step, ..., max")
-    labels: dict[str, str] = Field(
-        default_factory=lambda: {"1": "bad", "3": "okay", "5": "great"},
-        description="optional words shown beside some values",
+    labels: dict[str, str] | None = Field(
+        None,
+        description="words shown on some values, e.g. {\"1\": bad, \"5\": great}; default: bad/okay/great on "
+        "the 1..5 scale, worst/best on the ends of any other",
     )
 
     @model_validator(mode="after")
@@ -118,7 +119,23 @@ class RatingScale(Strict):
         steps = (self.max - self.min) / self.step
         if abs(steps - round(steps)) > 1e-9 or round(steps) > 100:
             raise ValueError("scale: (max - min) must be a whole number of steps, at most 100")
+        for key in self.labels or {}:
+            try:
+                on_scale = any(abs(float(key) - v) < 1e-9 for v in self.values())
+            except ValueError:
+                on_scale = False
+            if not on_scale:
+                raise ValueError(f"scale.labels: {key!r} is not a value of the scale "
+                                 f"({', '.join(f'{v:g}' for v in self.values())})")
         return self
+
+    def value_labels(self) -> dict[str, str]:
+        """Labels keyed by each value as the page prints it (`1`, `0.25`)."""
+        if self.labels is not None:
+            return {f"{float(k):g}": v for k, v in self.labels.items()}
+        if self.values() == [1, 2, 3, 4, 5]:
+            return {"1": "bad", "3": "okay", "5": "great"}
+        return {f"{self.min:g}": "worst", f"{self.max:g}": "best"}
 
     def values(self) -> list[float]:
         n = round((self.max - self.min) / self.step)

@@ -229,3 +229,40 @@ def test_train_rm_from_human_is_one_command(tmp_path, tiny_model, capsys):
     assert "exported 6 preference pairs from human backend 'human'" in printed
     assert model_store.read_card(out)["data"]["files"][0]["pairs"] == 6
     assert (tmp_path / "my-rm.human-pairs.jsonl").is_file()
+
+
+def test_scale_labels_follow_the_scale():
+    from reward_service.config import ConfigError, RatingScale, parse
+
+    assert RatingScale().value_labels() == {"1": "bad", "3": "okay", "5": "great"}
+    assert RatingScale(min=0, max=1, step=0.25).value_labels() == {"0": "worst", "1": "best"}
+    assert RatingScale(min=0, max=1, step=0.25, labels={"0.5": "meh"}).value_labels() == {"0.5": "meh"}
+    with pytest.raises(ConfigError, match="scale.labels: '3' is not a value of the scale"):
+        parse("default_backend: h\nbackends:\n  h: {type: human, scale: {min: 0, max: 1, step: 0.5, labels: {'3': x}}}",
+              environ={})
+
+
+def test_raters_who_disagree_make_no_preference(service):
+    from reward_service.config import RatingScale
+    from reward_service.human import export
+
+    with service(overlap=2) as client:
+        client.post("/score", json={"items": ITEMS[1:], "wait": False})
+        for headers, ranking in ((ALICE, [0, 1]), (BOB, [1, 0])):
+            task = next_task(client, headers)
+            client.post(f"/v1/tasks/{task['id']}/rating", headers=headers, json={"ranking": ranking})
+        assert client.get("/v1/human/export?format=pairs").text == ""
+        assert client.get("/v1/human/export?format=ranklist").text == ""  # a tie is not "first > second"
+        ratings = client.get("/v1/human/export?format=ratings").text
+        assert '"agreement": 0.0' in ratings and '"reward": [3.0, 3.0]' in ratings
+
+
+def test_train_rm_from_an_empty_queue_says_so(tmp_path, capsys):
+    from reward_service.cli import main as cli
+
+    config = tmp_path / "human.yaml"
+    config.write_text(f"default_backend: human\nbackends:\n  human: {{type: human, store: 'sqlite:///{tmp_path / 'q.db'}'}}\n")
+    with pytest.raises(SystemExit) as stopped:
+        cli(["train-rm", "--from-human", "--config", str(config), "-o", str(tmp_path / "rm")])
+    assert stopped.value.code == 2
+    assert "has no preference pairs yet: 0 rated task(s)" in capsys.readouterr().err

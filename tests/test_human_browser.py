@@ -60,7 +60,8 @@ backends:
             expect(page.locator("#rate-response")).to_have_text(" a delight.")
             page.keyboard.press("4")  # shortcut: the 4th value of the 1..5 scale
             expect(page.locator("#rank-view")).to_be_visible()
-            expect(page.locator("#status")).to_have_text("Saved ✓")
+            expect(page.locator("#status")).to_have_text("Previous task saved ✓")
+            expect(page.locator("#rate-keys")).to_have_text("Keys: 1 = 1, 2 = 2, 3 = 3, 4 = 4, 5 = 5")
             expect(page.locator("#ranklist li")).to_have_count(3)
             page.locator("#ranklist li").nth(2).locator("button.up").click()  # x, z, y
             page.keyboard.press("Shift+ArrowUp")  # the moved item (z) up again: z, x, y

@@ -6,8 +6,9 @@
               responses to the same prompt whose mean ratings differ (among the latest 64
               rated responses of that prompt).
 - `ranklist`: {"prompt", "ranking": [best, ..., worst]} per rank task (consensus order by
-              mean value), and per prompt of rated responses with distinct mean ratings
-              (responses tied with another are left out: use `pairs` to keep ties' neighbours).
+              mean value), and per prompt of rated responses; a response whose mean value
+              ties another's is left out (a rank list cannot say "equal"; `pairs` still
+              pairs it with the responses it beats or loses to).
 - `ratings`:  every rated task with each rater's rating, the reward per response and the
               agreement; the raw record, for audits.
 """
@@ -70,7 +71,12 @@ def ranklists(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
         if task.kind != "rank":
             continue
         means = _means(task, scale)
-        order = sorted(range(len(task.responses)), key=lambda i: -means[i])
+        # raters who disagree can tie two responses: a rank list cannot say "equal", so those
+        # responses are left out (as for rated responses below); `pairs` has no such pair either
+        distinct = [i for i in range(len(task.responses)) if sum(m == means[i] for m in means) == 1]
+        if len(distinct) < 2:
+            continue
+        order = sorted(distinct, key=lambda i: -means[i])
         yield {"prompt": task.prompt, "ranking": [task.responses[i] for i in order], "source": "rank",
                "task_ids": [task.id], "raters": len(task.ratings), "agreement": scoring.task_agreement(task, scale)}
     for prompt, rated in _rated_by_prompt(tasks, scale).items():

@@ -122,7 +122,7 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
         return RaterSession(
             rater=rater, backend=queue.name, guidelines=s.guidelines, overlap=s.overlap,
             scale=ScaleView(min=s.scale.min, max=s.scale.max, step=s.scale.step, values=s.scale.values(),
-                            labels=s.scale.labels),
+                            labels=s.scale.value_labels()),
             pending=await queue.run(queue.store.waiting_for, queue.name, rater),
         )
 
