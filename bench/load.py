@@ -38,18 +38,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_service(config: Path, env: dict | None = None, ready_timeout_s: float = 900) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_service(config: Path, env: dict | None = None, ready_timeout_s: float = 900, port: int | None = None,
+                  keep_output: bool = False) -> tuple[subprocess.Popen, str]:
+    """`reward-service serve` in a child process, returned once /readyz is 200. With
+    `keep_output`, its output is piped (and shown if it exits before it is ready)."""
+    port = port or free_port()
+    output = subprocess.PIPE if keep_output else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "reward_service", "serve", "--config", str(config), "--port", str(port),
          "--log-level", "warning"],
-        env=dict(os.environ, **(env or {})), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, **(env or {})), stdout=output, stderr=subprocess.STDOUT if keep_output else output,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + ready_timeout_s
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"service exited with {process.returncode}")
+            said = f":\n{process.stdout.read()}" if keep_output else ""
+            raise RuntimeError(f"service exited with {process.returncode}{said}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return process, url

@@ -42,29 +42,30 @@ STATUS = {
     errors.Forbidden: 403,
 }
 RETRYABLE = {429, 502, 503, 504}
-COMMON_ERRORS = {  # documented on every route: what any request can meet
-    code: {"model": schemas.ErrorResponse, "description": description}
-    for code, description in {
-        401: "missing or unknown key or rater token",
-        403: "an API key where an admin key is needed",
-        404: "unknown backend, job or task",
-        413: "request body over the configured limit",
-        422: "invalid input; do not retry unchanged",
-        503: "backend or store not ready or failing; retry after Retry-After",
-    }.items()
-}
-ERROR_RESPONSES = {
-    code: {"model": schemas.ErrorResponse, "description": description}
-    for code, description in {
-        404: "unknown backend (the body lists the known ones)",
-        409: "request_id reused with different items",
-        413: "body or item count over the configured limit",
-        422: "invalid input; do not retry unchanged",
-        429: "overloaded; retry after Retry-After seconds",
-        503: "backend not ready or failing; retry",
-        504: "deadline passed; retry with a longer timeout_s",
-    }.items()
-}
+
+
+def _documented(descriptions: dict[int, str]) -> dict:
+    """OpenAPI `responses` entries: these statuses answer with the typed error body."""
+    return {code: {"model": schemas.ErrorResponse, "description": text} for code, text in descriptions.items()}
+
+
+COMMON_ERRORS = _documented({  # on every route: what any request can meet
+    401: "missing or unknown key or rater token",
+    403: "an API key where an admin key is needed",
+    404: "unknown backend, job or task",
+    413: "request body over the configured limit",
+    422: "invalid input; do not retry unchanged",
+    503: "backend or store not ready or failing; retry after Retry-After",
+})
+ERROR_RESPONSES = _documented({
+    404: "unknown backend (the body lists the known ones)",
+    409: "request_id reused with different items",
+    413: "body or item count over the configured limit",
+    422: "invalid input; do not retry unchanged",
+    429: "overloaded; retry after Retry-After seconds",
+    503: "backend not ready or failing; retry",
+    504: "deadline passed; retry with a longer timeout_s",
+})
 DISCONNECT_POLL_S = 0.25
 API_KEY = HTTPBearer(auto_error=False, scheme_name="apiKey", description="an API key (`auth.api_keys`)")
 ADMIN_KEY = HTTPBearer(auto_error=False, scheme_name="adminKey", description="an admin key (`auth.admin_keys`)")

@@ -145,3 +145,14 @@ def human_config(store_url: str, **fields) -> config_module.Settings:
              "poll_interval_s": 0.05, **fields}
     data = {"default_backend": "human", "backends": {"lexicon": {"type": "lexicon"}, "human": human}}
     return config_module.parse(yaml.safe_dump(data), "test config", environ={})
+
+
+def write_human_config(folder: Path, raters: dict[str, str], **fields) -> Path:
+    """A config file with one human backend (the default) on a SQLite file in `folder`."""
+    import yaml
+
+    human = {"type": "human", "store": f"sqlite:///{folder / 'queue.sqlite3'}", "raters": raters,
+             "poll_interval_s": 0.1, **fields}
+    path = folder / "human.yaml"
+    path.write_text(yaml.safe_dump({"default_backend": "human", "backends": {"human": human}}))
+    return path

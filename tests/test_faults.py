@@ -2,7 +2,6 @@
 keep serving; the human queue survives its PostgreSQL connections being cut."""
 
 import asyncio
-import threading
 import time
 
 import psycopg

@@ -243,8 +243,6 @@ def test_scale_labels_follow_the_scale():
 
 
 def test_raters_who_disagree_make_no_preference(service):
-    from reward_service.config import RatingScale
-    from reward_service.human import export
 
     with service(overlap=2) as client:
         client.post("/score", json={"items": ITEMS[1:], "wait": False})

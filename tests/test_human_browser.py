@@ -8,6 +8,7 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import write_human_config
 from tests.test_server_process import start_server, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -22,17 +23,7 @@ pytestmark = pytest.mark.skipif(
 def test_rate_and_rank_in_the_browser_while_the_trainer_waits(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    config = tmp_path / "human.yaml"
-    config.write_text(f"""
-default_backend: human
-backends:
-  human:
-    type: human
-    store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{alice: token-alice}}
-    guidelines: "{GUIDELINES}"
-    poll_interval_s: 0.1
-""")
+    config = write_human_config(tmp_path, {"alice": "token-alice"}, guidelines=GUIDELINES)
     items = [
         {"prompt": "The movie was", "response": " a delight."},
         {"prompt": "The plot", "response": " x dragged."},

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import free_port, write_human_config
 from tests.test_server_process import start_server, stop
 
 ALICE = {"Authorization": "Bearer token-alice"}
@@ -16,21 +16,6 @@ ALICE = {"Authorization": "Bearer token-alice"}
 
 def value_of(text: str) -> float:
     return float(1 + int(text.split()[-1]) % 5)  # the rater's rating is a function of the item
-
-
-def write_config(tmp_path):
-    path = tmp_path / "human.yaml"
-    path.write_text(f"""
-default_backend: human
-backends:
-  human:
-    type: human
-    store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{alice: token-alice}}
-    rank_groups: false
-    poll_interval_s: 0.1
-""")
-    return path
 
 
 def rate_until_stopped(url, saved: list, stop_event: threading.Event):
@@ -50,7 +35,7 @@ def rate_until_stopped(url, saved: list, stop_event: threading.Event):
 
 
 def test_sigkill_and_restart_loses_nothing(tmp_path):
-    config = write_config(tmp_path)
+    config = write_human_config(tmp_path, {"alice": "token-alice"}, rank_groups=False)
     port = free_port()
     process, url = start_server(config, port=port)
     async_items = [{"prompt": "p", "response": f"async item {i}"} for i in range(40)]

@@ -6,7 +6,7 @@ import threading
 
 import httpx
 
-from tests.conftest import POSITIVE_WORDS, make_tiny_policy
+from tests.conftest import POSITIVE_WORDS, make_tiny_policy, write_human_config
 from tests.test_server_process import start_server, stop
 from trainer_client import cli
 
@@ -34,16 +34,7 @@ def rate_everything(url: str, stop_event: threading.Event, rated: list) -> None:
 
 
 def test_ppo_train_with_human_rewards(tmp_path, capsys):
-    config = tmp_path / "reward.yaml"
-    config.write_text(f"""
-default_backend: human
-backends:
-  human:
-    type: human
-    store: sqlite:///{tmp_path / 'queue.sqlite3'}
-    raters: {{rater: token-rater}}
-    poll_interval_s: 0.05
-""")
+    config = write_human_config(tmp_path, {"rater": "token-rater"}, poll_interval_s=0.05)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("the movie was\nthis film is\nthe ending was\nthe music\n")
     policy = make_tiny_policy(tmp_path / "policy")

@@ -1,6 +1,5 @@
 """The real server process, over real HTTP, switched between backends by config alone."""
 
-import os
 import subprocess
 import sys
 import time
@@ -8,30 +7,13 @@ import time
 import httpx
 import pytest
 
+from bench.load import start_service
 from tests.conftest import free_port
 
 
 def start_server(config_path, env_extra=None, port=None):
-    port = port or free_port()
-    env = dict(os.environ, **(env_extra or {}))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reward_service", "serve", "--config", str(config_path), "--port", str(port),
-         "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{process.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError("server did not become ready")
+    """The real service in a child process (its output kept for a failure message)."""
+    return start_service(config_path, env_extra, ready_timeout_s=120, port=port, keep_output=True)
 
 
 def stop(process):
