@@ -26,6 +26,19 @@ MIN_KEY_LENGTH = 16
 RECHECK_S = 1.0  # a key file is re-read at least this often, even if its stat looks unchanged
 
 
+def find_token(token: str | None, named: dict[str, str]) -> str | None:
+    """The name whose secret equals `token`, compared in constant time over all of them
+    (no early exit: the time taken says nothing about which, or how much, matched)."""
+    if not token:
+        return None
+    given = token.encode()
+    found = None
+    for name, secret in named.items():
+        if hmac.compare_digest(given, secret.encode()):
+            found = name
+    return found
+
+
 def read_keys(path: Path) -> list[str]:
     """One key per line; blank lines and whole-line `#` comments ignored. Raises ValueError
     for a key shorter than MIN_KEY_LENGTH (the line number is named, never the key)."""
@@ -87,20 +100,10 @@ class KeySet:
             log.info("%s file %s re-read: %d key(s)", self.what, self.file, len(keys))
         self._from_file, self._file_state = keys, state
 
-    @property
-    def configured(self) -> bool:
-        return bool(self.inline) or self.file is not None
-
     def matches(self, token: str | None) -> bool:
-        if not token:
-            return False
         if self.file is not None:
             self._refresh()
-        given = token.encode()
-        found = False
-        for key in self.inline + self._from_file:  # no early exit: the time taken says nothing
-            found |= hmac.compare_digest(given, key.encode())
-        return found
+        return find_token(token, {key: key for key in self.inline + self._from_file}) is not None
 
 
 class Authenticator:
@@ -111,7 +114,7 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        return self.api.configured or self.admin.configured
+        return self.settings.keys_configured
 
     def check_api(self, token: str | None) -> None:
         """Scoring and jobs: an API key (an admin key also works)."""

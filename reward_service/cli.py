@@ -11,6 +11,7 @@ import sys
 
 from reward_service import config as config_module
 from reward_service import model_store
+from reward_service.human import export as human_export
 
 
 def _load_settings(path: str | None):
@@ -49,8 +50,7 @@ def cmd_serve(args) -> None:
     if args.port is not None:
         settings.server.port = args.port
     auth = settings.auth
-    keyless = not (auth.api_keys or auth.api_keys_file or auth.admin_keys or auth.admin_keys_file)
-    if keyless and not _is_loopback(settings.server.host) and not auth.allow_unauthenticated_remote:
+    if not auth.keys_configured and not _is_loopback(settings.server.host) and not auth.allow_unauthenticated_remote:
         print(f"reward-service: refusing to serve on {settings.server.host} without API keys: set auth.api_keys "
               "or auth.api_keys_file (and admin keys), or auth.allow_unauthenticated_remote: true", file=sys.stderr)
         raise SystemExit(2)
@@ -299,7 +299,7 @@ def parser() -> argparse.ArgumentParser:
         dest="human_command", required=True)
     export = human.add_parser("export", help="ratings as JSONL that train-rm reads (pairs or rank lists)")
     export.add_argument("--output", "-o", default="-", help="file to write (default: stdout)")
-    export.add_argument("--format", default="pairs", choices=["pairs", "ranklist", "ratings"],
+    export.add_argument("--format", default="pairs", choices=human_export.FORMATS,
                         help="pairs/ranklist: train-rm input; ratings: every rating with its rater (audit)")
     export.add_argument("--config")
     export.add_argument("--backend", help="human backend name (default: the first in the config)")

@@ -217,6 +217,11 @@ class AuthSettings(Strict):
         False, description="serve on a non-loopback address with no keys (not recommended)"
     )
 
+    @property
+    def keys_configured(self) -> bool:
+        """Any key, inline or in a file: auth is on."""
+        return bool(self.api_keys or self.api_keys_file or self.admin_keys or self.admin_keys_file)
+
     @model_validator(mode="after")
     def _keys_long_enough(self) -> "AuthSettings":
         if any(len(key) < 16 for key in self.api_keys + self.admin_keys):

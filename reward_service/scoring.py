@@ -116,7 +116,8 @@ class Scorer:
         item; None when nothing was cut). Cutting keeps the start of the response (at least half
         the limit) and the end of the prompt, the part nearest the response."""
         limit = self.server.max_chars_per_item
-        too_long = [i for i, p in enumerate(pairs) if len(p.prompt) + len(p.response) > limit]
+        flags = [len(p.prompt) + len(p.response) > limit for p in pairs]
+        too_long = [i for i, flag in enumerate(flags) if flag]
         if not too_long:
             return pairs, None
         if self.server.long_items == "reject":
@@ -131,9 +132,6 @@ class Scorer:
             response = response[: max(limit - len(prompt), limit - limit // 2)]
             keep = limit - len(response)
             fitted[i] = Pair(prompt[len(prompt) - keep:] if keep else "", response)
-        flags = [False] * len(pairs)
-        for i in too_long:
-            flags[i] = True
         return fitted, flags
 
     async def _score_queued(self, backend, pairs, request_id, timeout, deadline, wait, started) -> ScoreResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 
@@ -14,10 +13,9 @@ import httpx
 
 def wait_until_ready(url: str, backend: str | None, timeout_s: float) -> None:
     """Wait until the reward backend this run uses can score; stop at once if it failed to load."""
-    from trainer_client.client import API_KEY_ENV
+    from trainer_client.client import API_KEY_ENV, auth_headers
 
-    key = os.environ.get(API_KEY_ENV)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = auth_headers()
     deadline = time.time() + timeout_s
     last = "no answer"
     while time.time() < deadline:

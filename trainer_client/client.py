@@ -77,6 +77,12 @@ class RetryPolicy:
         return self.rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt))
 
 
+def auth_headers(api_key: str | None = None) -> dict:
+    """`Authorization: Bearer <key>` for the key given, else $REWARD_SERVICE_API_KEY; {} with neither."""
+    api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class _Common:
     def __init__(self, base_url: str, backend: str | None, timeout_s: float, retry: RetryPolicy | None,
                  on_model_change: str, run_id: str | None, headers: dict | None, api_key: str | None):
@@ -88,10 +94,7 @@ class _Common:
         self.retry = retry or RetryPolicy()
         self.on_model_change = on_model_change
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.headers = dict(headers or {})
-        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        if api_key:
-            self.headers.setdefault("Authorization", f"Bearer {api_key}")
+        self.headers = {**auth_headers(api_key), **(headers or {})}
         self.model_version: str | None = None
         self._calls = 0
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import hmac
 import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from reward_service.auth import find_token
 from reward_service.backends.base import Backend, Pair
 from reward_service.config import HumanBackendSettings
 from reward_service.errors import BackendFailed, Conflict, DeadlineExceeded, RewardServiceError
@@ -150,13 +150,7 @@ class HumanBackend(Backend):
 
     def rater_for(self, token: str | None) -> str | None:
         """The rater name this token belongs to (constant-time comparison), or None."""
-        if not token:
-            return None
-        found = None
-        for name, expected in self.settings.raters.items():
-            if hmac.compare_digest(token.encode(), expected.encode()):
-                found = name
-        return found
+        return find_token(token, self.settings.raters)
 
     def rating_stored(self, rater: str, seconds: float | None) -> None:
         """Wake the requests waiting in this process (others notice on their next poll)."""

@@ -28,8 +28,8 @@ MAX_RATED_PER_PROMPT = 64  # at most 64 * 63 / 2 = 2016 pairs per prompt from si
 
 
 def _means(task: Task, scale: RatingScale) -> list[float]:
-    per_rater = scoring.rater_values(task, scale)
-    return [sum(v[i] for v in per_rater) / len(per_rater) for i in range(len(task.responses))]
+    """Every rating counts here, also those that came too late for the trainer's reward."""
+    return scoring.response_means(task, scale)[0]
 
 
 def _rated_by_prompt(tasks: list[Task], scale: RatingScale) -> dict[str, list[tuple[str, float, Task]]]:
@@ -59,11 +59,11 @@ def pairs(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
         for (text_a, mean_a, task_a), (text_b, mean_b, task_b) in combinations(rated, 2):
             if mean_a == mean_b or text_a == text_b:
                 continue
-            (chosen, high, t_hi), (rejected, low, t_lo) = sorted(
-                [(text_a, mean_a, task_a), (text_b, mean_b, task_b)], key=lambda r: -r[1])
-            yield {"prompt": prompt, "chosen": chosen, "rejected": rejected, "margin": high - low,
-                   "source": "rating", "task_ids": [t_hi.id, t_lo.id],
-                   "raters": [len(t_hi.ratings), len(t_lo.ratings)]}
+            if mean_a < mean_b:
+                text_a, mean_a, task_a, text_b, mean_b, task_b = text_b, mean_b, task_b, text_a, mean_a, task_a
+            yield {"prompt": prompt, "chosen": text_a, "rejected": text_b, "margin": mean_a - mean_b,
+                   "source": "rating", "task_ids": [task_a.id, task_b.id],
+                   "raters": [len(task_a.ratings), len(task_b.ratings)]}
 
 
 def ranklists(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:

@@ -108,10 +108,11 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
             raise errors.Unauthorized(f"a valid rater token is required as `Authorization: Bearer <token>`{hint}")
         return rater, queue
 
+    page = resources.files("reward_service.human").joinpath("static/label.html").read_text()
+
     @api.get("/label", response_class=HTMLResponse, tags=["labeling"])
     async def label_page() -> HTMLResponse:
         """The labeling page: sign in with a rater token, then rate or rank."""
-        page = resources.files("reward_service.human").joinpath("static/label.html").read_text()
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @api.get("/v1/rater", response_model=RaterSession, responses=errors_401, tags=["labeling"])
@@ -191,7 +192,7 @@ def router(registry, require_api_key, require_admin_key) -> APIRouter:
              dependencies=[Depends(require_admin_key)],
              responses={200: {"content": {"application/x-ndjson": {}}, "description": "JSON lines"}})
     async def export_ratings(
-        format: str = Query("pairs", pattern="^(pairs|ranklist|ratings)$",
+        format: str = Query("pairs", pattern=f"^({'|'.join(export.FORMATS)})$",
                             description="pairs and ranklist are read by `train-rm`; ratings is the raw record"),
         backend: str | None = Query(None, description="human backend name; default: the first one"),
     ) -> StreamingResponse:

@@ -56,17 +56,22 @@ def rater_values(task: Task, scale: RatingScale, counted_only: bool = False) -> 
     return out
 
 
+def response_means(task: Task, scale: RatingScale, counted_only: bool = False) -> tuple[list[float | None], int]:
+    """Each response's mean value over the task's raters (None while unrated), and how many raters."""
+    per_rater = rater_values(task, scale, counted_only)
+    if not per_rater:
+        return [None] * len(task.responses), 0
+    return [sum(v[i] for v in per_rater) / len(per_rater) for i in range(len(task.responses))], len(per_rater)
+
+
 def item_rewards(tasks: list[Task], n_items: int, scale: RatingScale) -> tuple[list[float | None], list[int]]:
     """Each item's reward (mean over its raters; None while unrated) and its number of ratings."""
     rewards: list[float | None] = [None] * n_items
     counts = [0] * n_items
     for task in tasks:
-        per_rater = rater_values(task, scale, counted_only=True)
-        for position, item in enumerate(task.items):
-            values = [v[position] for v in per_rater]
-            counts[item] = len(values)
-            if values:
-                rewards[item] = sum(values) / len(values)
+        means, raters = response_means(task, scale, counted_only=True)
+        for item, mean in zip(task.items, means):
+            rewards[item], counts[item] = mean, raters
     return rewards, counts
 
 

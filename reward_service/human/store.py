@@ -221,7 +221,7 @@ class Store:
                     (uuid.uuid4().hex, job_id, backend, seq, task.kind, task.prompt, json.dumps(task.responses),
                      json.dumps(task.items), overlap, now),
                 )
-        return self.job(job_id), True
+        return Job(job_id, backend, request_id, fingerprint, n_items, now, deadline_at, "pending", None, None), True
 
     def job(self, job_id: str) -> Job | None:
         with self.transaction(write=False) as execute:
