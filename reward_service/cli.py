@@ -11,6 +11,7 @@ import sys
 
 from reward_service import config as config_module
 from reward_service import model_store
+from reward_service.errors import RewardServiceError
 from reward_service.human import export as human_export
 
 
@@ -45,10 +46,9 @@ def cmd_serve(args) -> None:
     from reward_service.app import create_app
 
     settings = _load_settings(args.config)
-    if args.host:
-        settings.server.host = args.host
-    if args.port is not None:
-        settings.server.port = args.port
+    overrides = {"host": args.host or settings.server.host,
+                 "port": settings.server.port if args.port is None else args.port}
+    settings = settings.model_copy(update={"server": settings.server.model_copy(update=overrides)})
     auth = settings.auth
     if not auth.keys_configured and not _is_loopback(settings.server.host) and not auth.allow_unauthenticated_remote:
         print(f"reward-service: refusing to serve on {settings.server.host} without API keys: set auth.api_keys "
@@ -140,22 +140,20 @@ def cmd_train_rm(args) -> None:
 def _export_human_pairs(args, output) -> str:
     """The human queue's ratings as a pairs file kept beside the model folder (its card
     records the file's hash), so `train-rm --from-human` is one command."""
-    from reward_service.human import export
-    from reward_service.human.store import redact_url
+    async def read(queue):
+        return list(await queue.export_lines("pairs")), (await queue.summary())["rated_tasks"]
 
     args.backend = args.from_human or None
-    name, store, settings = _human_queue(args)
+    queue, (lines, rated) = _with_human_queue(args, read)
+    if not lines:
+        print(f"reward-service: the human queue of backend {queue.name!r} ({queue.location}) has no "
+              f"preference pairs yet: {rated} rated task(s); a pair needs a ranked list, or two responses to one "
+              "prompt rated differently", file=sys.stderr)
+        raise SystemExit(2)
     target = output.parent / f"{output.name}.human-pairs.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tasks = store.rated_tasks(name)
-    lines = list(export.lines(tasks, settings.scale, "pairs"))
-    if not lines:
-        print(f"reward-service: the human queue of backend {name!r} ({redact_url(store.url)}) has no preference "
-              f"pairs yet: {len(tasks)} rated task(s); a pair needs a ranked list, or two responses to one prompt "
-              "rated differently", file=sys.stderr)
-        raise SystemExit(2)
     target.write_text("".join(lines), encoding="utf-8")
-    print(f"exported {len(lines)} preference pairs from human backend {name!r} to {target}")
+    print(f"exported {len(lines)} preference pairs from human backend {queue.name!r} to {target}")
     return str(target)
 
 
@@ -204,11 +202,13 @@ def cmd_config_check(args) -> None:
     print(f"ok: {len(settings.backends)} backends ({', '.join(settings.backends)}), default {settings.default_backend!r}")
 
 
-def _human_queue(args):
-    """(store, settings) of the named human backend, or the first one."""
-    from reward_service.backends.human import store_url
+def _with_human_queue(args, work):
+    """Open the named (or first) human backend's queue, run `work(queue)` (a coroutine
+    function) on it, close it; returns (queue, what work returned)."""
+    import asyncio
+
     from reward_service.config import HumanBackendSettings
-    from reward_service.human.store import Store, StoreError
+    from reward_service.human.queue import HumanQueue
 
     settings = _load_settings(args.config)
     queues = {n: b for n, b in settings.backends.items() if isinstance(b, HumanBackendSettings)}
@@ -217,39 +217,41 @@ def _human_queue(args):
         print(f"reward-service: no human backend {name!r} in the config (human backends: "
               f"{', '.join(queues) or 'none'})", file=sys.stderr)
         raise SystemExit(2)
-    try:
-        store = Store.open(store_url(queues[name]))
-        store.create_schema()
-    except (StoreError, ValueError) as exc:
-        print(f"reward-service: cannot open the human queue of {name!r}: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    return name, store, queues[name]
+    queue = HumanQueue(name, queues[name])
+
+    async def run():
+        try:
+            await queue.open()
+        except (RewardServiceError, ValueError) as exc:
+            print(f"reward-service: cannot open the human queue of {name!r}: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        try:
+            return await work(queue)
+        finally:
+            await queue.close()
+
+    return queue, asyncio.run(run())
 
 
 def cmd_human_export(args) -> None:
-    from reward_service.human import export
+    async def read(queue):
+        return list(await queue.export_lines(args.format)), await queue.summary()
 
-    name, store, settings = _human_queue(args)
-    tasks = store.rated_tasks(name)
-    count = 0
+    queue, (lines, summary) = _with_human_queue(args, read)
     target = open(args.output, "w", encoding="utf-8") if args.output != "-" else contextlib.nullcontext(sys.stdout)
     with target as out:
-        for line in export.lines(tasks, settings.scale, args.format):
-            out.write(line)
-            count += 1
-    summary = export.summary(tasks, settings.scale)
-    print(f"wrote {count} {args.format} lines from {summary['rated_tasks']} rated tasks "
-          f"({summary['ratings']} ratings) of backend {name!r} to {args.output}", file=sys.stderr)
+        out.writelines(lines)
+    print(f"wrote {len(lines)} {args.format} lines from {summary['rated_tasks']} rated tasks "
+          f"({summary['ratings']} ratings) of backend {queue.name!r} to {args.output}", file=sys.stderr)
     print(json.dumps({"agreement": summary["agreement"], "ratings_per_rater": summary["ratings_per_rater"]}),
           file=sys.stderr)
 
 
 def cmd_human_summary(args) -> None:
-    from reward_service.human import export
+    async def read(queue):
+        return await queue.summary()
 
-    name, store, settings = _human_queue(args)
-    summary = {"backend": name, **store.queue_stats(name), **export.summary(store.rated_tasks(name), settings.scale)}
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(_with_human_queue(args, read)[1], indent=2))
 
 
 def parser() -> argparse.ArgumentParser:

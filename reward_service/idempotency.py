@@ -22,12 +22,16 @@ def fingerprint(items: list) -> str:
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
 
 
+def conflict_message(request_id: str) -> str:
+    return f"request_id {request_id!r} was already used with different items; use a new request_id"
+
+
 class IdempotencyCache:
     def __init__(self, size: int):
         self.size = size
         self._entries: OrderedDict[tuple[str, str], tuple[str, asyncio.Future]] = OrderedDict()
 
-    async def run(self, backend: str, request_id: str | None, items_fingerprint: str, work: Callable[[], Awaitable[T]]) -> T:
+    async def once(self, backend: str, request_id: str | None, items_fingerprint: str, work: Callable[[], Awaitable[T]]) -> T:
         if request_id is None or self.size == 0:
             return await work()
         key = (backend, request_id)
@@ -35,9 +39,7 @@ class IdempotencyCache:
         if entry is not None:
             seen_fingerprint, future = entry
             if seen_fingerprint != items_fingerprint:
-                raise Conflict(
-                    f"request_id {request_id!r} was already used with different items; use a new request_id"
-                )
+                raise Conflict(conflict_message(request_id))
             self._entries.move_to_end(key)
             return await asyncio.shield(future)
         future = asyncio.get_running_loop().create_future()

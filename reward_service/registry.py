@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from reward_service.backends import Backend, create_backends
+from reward_service.backends import Backend, QueuedBackend, create_backends
 from reward_service.config import Settings
 from reward_service.errors import InvalidInput, NotReady, ReloadFailed, UnknownBackend
 
@@ -60,7 +60,7 @@ class BackendRegistry:
         """Re-read backend `name` from fresh settings and hot-swap its model.
         The model location comes only from the config, never from a request."""
         backend = self.find(name)
-        if not hasattr(backend, "reload"):
+        if not backend.reloadable:
             raise InvalidInput(f"backend {name!r} ({backend.type}) has no model to reload")
         new = settings.backends.get(name)
         if new is None:
@@ -80,11 +80,11 @@ class BackendRegistry:
     async def close_all(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
 
-    def queues(self) -> list[Backend]:
+    def queues(self) -> list[QueuedBackend]:
         """Backends that hold jobs (the human queues)."""
-        return [b for b in self.backends.values() if getattr(b, "queued", False)]
+        return [b for b in self.backends.values() if isinstance(b, QueuedBackend)]
 
-    def queue(self, name: str | None) -> Backend:
+    def queue(self, name: str | None) -> QueuedBackend:
         """The named human queue, or the only/first one when no name is given."""
         queues = self.queues()
         if name is None:
@@ -103,3 +103,4 @@ class BackendRegistry:
     @property
     def all_ready(self) -> bool:
         return all(b.ready for b in self.backends.values())
+

@@ -134,3 +134,60 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_MODEL = {"model": ErrorResponse}
+
+
+# -- the raters' task API (the labeling page speaks these) -------------------------------------------
+
+class ScaleView(BaseModel):
+    min: float
+    max: float
+    step: float
+    values: list[float]
+    labels: dict[str, str]
+
+
+class RaterSession(BaseModel):
+    rater: str
+    backend: str
+    guidelines: str
+    scale: ScaleView
+    overlap: int
+    pending: int = Field(description="tasks waiting that this rater can still rate")
+
+
+class TaskView(BaseModel):
+    id: str
+    kind: str = Field(description="`rate`: give one response a score; `rank`: order the responses, best first")
+    prompt: str
+    responses: list[str]
+    overlap: int
+    ratings_so_far: int
+
+
+class NextTask(BaseModel):
+    task: TaskView | None = Field(description="null when nothing is waiting for this rater")
+    pending: int
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: float | None = Field(None, description="for `rate` tasks: a value on the configured scale")
+    ranking: list[int] | None = Field(
+        None, max_length=20, description="for `rank` tasks: response indices, best first"
+    )
+
+
+class RatingSaved(BaseModel):
+    saved: bool = Field(description="true once the rating is committed to the store")
+    task_id: str
+    task_status: str
+    late: bool = Field(description="the task no longer needed it (its job's deadline passed, or other raters "
+                                   "completed it after this rater's lease ran out); kept for export, not in the reward")
+    pending: int
+
+
+class SkipResult(BaseModel):
+    skipped: bool
+    task_id: str
+    pending: int

@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from reward_service.backends import Pair
+from reward_service.backends import Backend, QueuedBackend
 from reward_service.config import ServerSettings
 from reward_service.errors import (
     BackendFailed,
@@ -21,7 +21,9 @@ from reward_service.errors import (
     RewardServiceError,
     TooLarge,
 )
+from reward_service.human.jobs import JobOutcome
 from reward_service.idempotency import IdempotencyCache, fingerprint
+from reward_service.items import Item, Scored
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
 
@@ -35,7 +37,7 @@ class ScoreResult:
     elapsed_ms: float
     members: dict[str, list[float]] | None = None
     truncated: list[bool] | None = None  # items cut to max_chars_per_item (long_items: truncate)
-    job: object | None = None  # human queue only: its JobOutcome (pending for an async job)
+    job: JobOutcome | None = None  # human queue only (pending for an async job)
 
 
 class Scorer:
@@ -48,7 +50,7 @@ class Scorer:
 
     async def score(
         self,
-        pairs: list[Pair],
+        items: list[Item],
         backend_name: str | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
@@ -58,19 +60,19 @@ class Scorer:
         """`wait=False` matters only for queued (human) backends: the job is created and
         returned pending at once; other backends answer straight away anyway."""
         started = time.perf_counter()
-        pairs, truncated = self._fit(pairs)
-        if len(pairs) > self.server.max_items_per_request:
+        items, truncated = self._fit(items)
+        if len(items) > self.server.max_items_per_request:
             raise TooLarge(
-                f"{len(pairs)} items in one request; the limit is {self.server.max_items_per_request} "
+                f"{len(items)} items in one request; the limit is {self.server.max_items_per_request} "
                 "(split the batch)",
                 details={"limit": self.server.max_items_per_request},
             )
         backend = self.registry.get(backend_name)
-        own_default = getattr(getattr(backend, "settings", None), "default_timeout_s", None)
-        timeout = min(timeout_s or own_default or self.server.default_timeout_s, self.server.max_timeout_s)
+        timeout = min(timeout_s or backend.default_timeout_s or self.server.default_timeout_s,
+                      self.server.max_timeout_s)
         deadline = asyncio.get_running_loop().time() + timeout
         if return_members is None:
-            return_members = getattr(getattr(backend, "settings", None), "return_members", False)
+            return_members = backend.returns_members
         if self.in_flight >= self.server.max_concurrent_requests:
             self.metrics.requests.labels(backend.name, Overloaded.code).inc()
             raise Overloaded(
@@ -80,15 +82,15 @@ class Scorer:
         self.in_flight += 1
         status = "ok"
         try:
-            if getattr(backend, "queued", False):  # dedupe lives in the queue's store, not in memory
-                result = await self._score_queued(backend, pairs, request_id, timeout, deadline, wait, started)
-                status = "accepted" if result.job.status == "pending" else status
+            if isinstance(backend, QueuedBackend):  # dedupe lives in the queue's store, not in memory
+                result = await self._score_queued(backend, items, request_id, timeout, deadline, wait, started)
+                status = "accepted" if result.job.pending else status
                 return dataclasses.replace(result, truncated=truncated)
-            scores, version, members = await self.idempotency.run(
+            scored = await self.idempotency.once(
                 backend.name,
                 request_id,
-                fingerprint([list(p) for p in pairs]) if request_id else "",
-                lambda: self._score(backend, pairs, deadline, timeout, return_members),
+                fingerprint([item.key() for item in items]) if request_id else "",
+                lambda: self._score(backend, items, deadline, timeout),
             )
         except RewardServiceError as exc:
             status = exc.code
@@ -99,48 +101,49 @@ class Scorer:
         finally:
             self.in_flight -= 1
             self.metrics.requests.labels(backend.name, status).inc()
-            self.metrics.items.labels(backend.name, status).inc(len(pairs))
+            self.metrics.items.labels(backend.name, status).inc(len(items))
             self.metrics.latency.labels(backend.name).observe(time.perf_counter() - started)
         return ScoreResult(
             backend=backend.name,
-            model=version,
-            scores=scores,
+            model=scored.model,
+            scores=scored.scores,
             request_id=request_id,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-            members=members,
+            members=scored.members if return_members else None,
             truncated=truncated,
         )
 
-    def _fit(self, pairs: list[Pair]) -> tuple[list[Pair], list[bool] | None]:
+    def _fit(self, items: list[Item]) -> tuple[list[Item], list[bool] | None]:
         """Enforce max_chars_per_item: reject (422), or cut to fit (`truncated` then flags each
         item; None when nothing was cut). Cutting keeps the start of the response (at least half
         the limit) and the end of the prompt, the part nearest the response."""
         limit = self.server.max_chars_per_item
-        flags = [len(p.prompt) + len(p.response) > limit for p in pairs]
+        flags = [len(item.prompt) + len(item.response) > limit for item in items]
         too_long = [i for i, flag in enumerate(flags) if flag]
         if not too_long:
-            return pairs, None
+            return items, None
         if self.server.long_items == "reject":
             raise InvalidInput(
-                f"item {too_long[0]} has {len(pairs[too_long[0]].prompt) + len(pairs[too_long[0]].response)} "
+                f"item {too_long[0]} has {len(items[too_long[0]].prompt) + len(items[too_long[0]].response)} "
                 f"characters (prompt + response); the limit is {limit}",
                 details={"limit": limit, "items": too_long[:100]},
             )
-        fitted = list(pairs)
+        fitted = list(items)
         for i in too_long:
-            prompt, response = pairs[i]
+            prompt, response = items[i].prompt, items[i].response
             response = response[: max(limit - len(prompt), limit - limit // 2)]
             keep = limit - len(response)
-            fitted[i] = Pair(prompt[len(prompt) - keep:] if keep else "", response)
+            fitted[i] = Item(prompt[len(prompt) - keep:] if keep else "", response)
         return fitted, flags
 
-    async def _score_queued(self, backend, pairs, request_id, timeout, deadline, wait, started) -> ScoreResult:
-        job = await backend.submit(pairs, request_id, timeout)
+    async def _score_queued(self, backend: QueuedBackend, items: list[Item], request_id, timeout, deadline, wait,
+                            started) -> ScoreResult:
+        job = await backend.submit(items, request_id, timeout)
         if wait:
             outcome = await backend.wait(job, deadline)
         else:
             outcome = await backend.outcome(job.id)
-        if outcome.status == "done":
+        if not outcome.pending:
             self.metrics.record_rewards(backend.name, [s for s in outcome.scores if s is not None])
         return ScoreResult(
             backend=backend.name,
@@ -151,13 +154,9 @@ class Scorer:
             job=outcome,
         )
 
-    async def _score(self, backend, pairs: list[Pair], deadline: float, timeout: float, return_members: bool):
-        members = None
+    async def _score(self, backend: Backend, items: list[Item], deadline: float, timeout: float) -> Scored:
         try:  # the version comes back with the scores: the one that produced them, even across a reload
-            if return_members and hasattr(backend, "score_members"):
-                scores, members, version = await asyncio.wait_for(backend.score_members(pairs, deadline), timeout)
-            else:
-                scores, version = await asyncio.wait_for(backend.score_versioned(pairs, deadline), timeout)
+            scored = await asyncio.wait_for(backend.score(items, deadline), timeout)
         except (asyncio.TimeoutError, DeadlineExceeded):
             raise DeadlineExceeded(
                 f"backend {backend.name!r} did not finish within {timeout:g}s", retry_after_s=1
@@ -166,7 +165,8 @@ class Scorer:
             raise
         except Exception as exc:
             raise BackendFailed(f"backend {backend.name!r} failed: {type(exc).__name__}: {exc}", retry_after_s=1) from exc
-        if len(scores) != len(pairs) or not all(math.isfinite(s) for s in scores):
-            raise BackendFailed(f"backend {backend.name!r} returned {len(scores)} scores for {len(pairs)} items or a non-finite score")
-        self.metrics.record_rewards(backend.name, scores)
-        return scores, version, members
+        if len(scored.scores) != len(items) or not all(math.isfinite(s) for s in scored.scores):
+            raise BackendFailed(f"backend {backend.name!r} returned {len(scored.scores)} scores for {len(items)} "
+                                "items or a non-finite score")
+        self.metrics.record_rewards(backend.name, scored.scores)
+        return scored

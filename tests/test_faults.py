@@ -24,14 +24,14 @@ class Raising(Backend):
     async def load(self):
         self.ready = True
 
-    async def score(self, pairs, deadline=None):
+    async def score(self, items, deadline=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
 class Hanging(Raising):
     model_version = "hanging@0"
 
-    async def score(self, pairs, deadline=None):
+    async def score(self, items, deadline=None):
         await asyncio.sleep(3600)
 
 

@@ -185,6 +185,6 @@ def test_a_rating_after_a_lapsed_lease_is_kept_but_not_counted(store):
     late, stored = store.rate(task.id, "bob", 1.0, None)  # bob comes back
     assert stored and [(r.rater, r.counted) for r in late.ratings] == [("carol", True), ("bob", False)]
     from reward_service.config import RatingScale
-    from reward_service.human.scores import item_rewards
+    from reward_service.human.rewards import item_rewards
 
     assert item_rewards(store.job_tasks(job.id), 1, RatingScale())[0] == [5.0]  # the reward is carol's alone

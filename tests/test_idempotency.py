@@ -16,9 +16,9 @@ async def _concurrent_duplicates():
         await asyncio.sleep(0.05)
         return [0.5]
 
-    results = await asyncio.gather(*(cache.run("b", "id-1", "fp", work) for _ in range(5)))
-    again = await cache.run("b", "id-1", "fp", work)
-    other_backend = await cache.run("other", "id-1", "fp", work)
+    results = await asyncio.gather(*(cache.once("b", "id-1", "fp", work) for _ in range(5)))
+    again = await cache.once("b", "id-1", "fp", work)
+    other_backend = await cache.once("other", "id-1", "fp", work)
     return calls, results, again, other_backend
 
 
@@ -34,9 +34,9 @@ async def _conflict_and_failure():
     async def ok():
         return [1.0]
 
-    await cache.run("b", "x", "fp1", ok)
+    await cache.once("b", "x", "fp1", ok)
     with pytest.raises(Conflict):
-        await cache.run("b", "x", "fp2", ok)
+        await cache.once("b", "x", "fp2", ok)
 
     attempts = []
 
@@ -47,8 +47,8 @@ async def _conflict_and_failure():
         return [2.0]
 
     with pytest.raises(RuntimeError):
-        await cache.run("b", "y", "fp", flaky)
-    return await cache.run("b", "y", "fp", flaky), attempts
+        await cache.once("b", "y", "fp", flaky)
+    return await cache.once("b", "y", "fp", flaky), attempts
 
 
 def test_conflicting_items_and_failures_are_not_remembered():
@@ -63,9 +63,9 @@ async def _abandoned_first_attempt():
         await asyncio.sleep(10)
         return [1.0]
 
-    first = asyncio.ensure_future(cache.run("b", "z", "fp", slow))
+    first = asyncio.ensure_future(cache.once("b", "z", "fp", slow))
     await asyncio.sleep(0.01)
-    waiter = asyncio.ensure_future(cache.run("b", "z", "fp", slow))
+    waiter = asyncio.ensure_future(cache.once("b", "z", "fp", slow))
     await asyncio.sleep(0.01)
     first.cancel()
     with pytest.raises(DeadlineExceeded, match="abandoned"):
@@ -85,7 +85,7 @@ def test_oldest_ids_are_forgotten_beyond_the_size():
             return [0.0]
 
         for request_id in ("a", "b", "c", "a"):
-            await cache.run("b", request_id, "fp", work)
+            await cache.once("b", request_id, "fp", work)
         return len(calls)
 
     assert asyncio.run(run()) == 4

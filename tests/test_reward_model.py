@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from reward_service import config as config_module
 from reward_service import model_store
 from reward_service.app import create_app
-from reward_service.backends import Pair
+from reward_service.items import Item
 from reward_service.backends.learned_rm import LearnedRMBackend
 from reward_service.cli import main as cli
 from reward_service.training.preferences import PreferencePair
@@ -60,7 +60,7 @@ def test_served_scores_equal_the_pytorch_forward(tiny_rm, runtime):
         backend = LearnedRMBackend("rm", settings)
         await backend.load()
         try:
-            return await backend.score([Pair(p, r) for p, r in zip(PROMPTS, RESPONSES)])
+            return (await backend.score([Item(p, r) for p, r in zip(PROMPTS, RESPONSES)])).scores
         finally:
             await backend.close()
 
@@ -77,7 +77,7 @@ def test_normalization_uses_the_card_statistics(tiny_rm):
             type="learned-rm", model=str(out), runtime="torch", normalize=normalize))
         await backend.load()
         try:
-            return await backend.score([Pair(p, r) for p, r in zip(PROMPTS, RESPONSES)])
+            return (await backend.score([Item(p, r) for p, r in zip(PROMPTS, RESPONSES)])).scores
         finally:
             await backend.close()
 
@@ -161,10 +161,10 @@ backends:
     async def run():
         registry = BackendRegistry(settings(False))
         await registry.load_all()
-        before = await registry.get("rm").score_versioned([Pair("p", "r")])
+        before = await registry.get("rm").score([Item("p", "r")])
         with pytest.raises(ReloadFailed, match="stores no normalization"):
             await registry.reload("rm", settings(True))
-        after = await registry.get("rm").score_versioned([Pair("p", "r")])
+        after = await registry.get("rm").score([Item("p", "r")])
         await registry.close_all()
         return before, after
 

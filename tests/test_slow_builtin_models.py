@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from reward_service import model_store
-from reward_service.backends import Pair
+from reward_service.items import Item
 from reward_service.backends.sentiment import SentimentBackend
 from reward_service.config import SentimentBackendSettings
 
@@ -33,7 +33,7 @@ def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(iso
         backend = SentimentBackend("sentiment", SentimentBackendSettings(type="sentiment", model="sentiment-minilm-rt"))
         await backend.load()
         try:
-            return await backend.score([Pair("", t) for t in POSITIVE + NEGATIVE])
+            return (await backend.score([Item("", t) for t in POSITIVE + NEGATIVE])).scores
         finally:
             await backend.close()
 
@@ -62,8 +62,8 @@ def test_builds_real_reward_model_on_a_subset_and_prefers_fresh_reviews(isolated
         backend = LearnedRMBackend("rm", LearnedRMBackendSettings(type="learned-rm", model="rm-minilm-rt"))
         await backend.load()
         try:
-            chosen = await backend.score([Pair(p.prompt, p.chosen) for p in held_out])
-            rejected = await backend.score([Pair(p.prompt, p.rejected) for p in held_out])
+            chosen = (await backend.score([Item(p.prompt, p.chosen) for p in held_out])).scores
+            rejected = (await backend.score([Item(p.prompt, p.rejected) for p in held_out])).scores
             return chosen, rejected
         finally:
             await backend.close()

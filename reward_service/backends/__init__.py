@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reward_service.backends.base import Backend, Pair
+from reward_service.backends.base import Backend, QueuedBackend
 from reward_service.config import (
     EnsembleBackendSettings,
     HumanBackendSettings,
@@ -51,4 +51,4 @@ def create_backends(settings: Settings) -> dict[str, Backend]:
     return {name: backends[name] for name in settings.backends}
 
 
-__all__ = ["Backend", "Pair", "create_backend", "create_backends"]
+__all__ = ["Backend", "QueuedBackend", "create_backend", "create_backends"]

@@ -6,16 +6,16 @@ import asyncio
 
 import numpy as np
 
-from reward_service.backends.base import Backend, Pair
+from reward_service.backends.base import Backend
 from reward_service.config import EnsembleBackendSettings
+from reward_service.items import Item, Scored
 
 
 class EnsembleBackend(Backend):
     type = "ensemble"
 
     def __init__(self, name: str, settings: EnsembleBackendSettings, members: dict[str, Backend]):
-        super().__init__(name)
-        self.settings = settings
+        super().__init__(name, settings)
         self.members = members
 
     @property
@@ -29,15 +29,22 @@ class EnsembleBackend(Backend):
 
     @property
     def model_version(self) -> str:
-        parts = [f"{m.weight:g}*{m.backend}:{self.members[m.backend].model_version}" for m in self.settings.members]
+        return self._version([self.members[m.backend].model_version for m in self.settings.members])
+
+    def _version(self, member_versions: list[str]) -> str:
+        parts = [f"{m.weight:g}*{m.backend}:{v}" for m, v in zip(self.settings.members, member_versions)]
         return "ensemble(" + " + ".join(parts) + ")"
+
+    @property
+    def returns_members(self) -> bool:
+        return self.settings.return_members
 
     def _standardiser(self, member) -> tuple[float, float]:
         if not member.normalize:
             return 0.0, 1.0
         if member.mean is not None and member.std is not None:
             return member.mean, member.std
-        stored = getattr(self.members[member.backend], "normalization", lambda: None)()
+        stored = self.members[member.backend].normalization()
         if stored is None:
             raise ValueError(
                 f"ensemble {self.name!r}: member {member.backend!r} has no stored normalization; set mean and std"
@@ -51,24 +58,16 @@ class EnsembleBackend(Backend):
                 self._standardiser(member)
         self.ready = True
 
-    async def score_members(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], dict, str]:
-        """(weighted scores, each member's scores, the version built from the members that scored)."""
+    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+        """The weighted sum, each member's scores, and the version built from the members that scored."""
         names = [m.backend for m in self.settings.members]
-        results = await asyncio.gather(*(self.members[n].score_versioned(pairs, deadline) for n in names))
-        total = np.zeros(len(pairs))
-        for member, (scores, _) in zip(self.settings.members, results):
+        results = await asyncio.gather(*(self.members[n].score(items, deadline) for n in names))
+        total = np.zeros(len(items))
+        for member, scored in zip(self.settings.members, results):
             mean, std = self._standardiser(member)
-            total += member.weight * (np.asarray(scores) - mean) / std
-        version = "ensemble(" + " + ".join(
-            f"{m.weight:g}*{m.backend}:{v}" for m, (_, v) in zip(self.settings.members, results)) + ")"
-        return total.tolist(), {n: s for n, (s, _) in zip(names, results)}, version
-
-    async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
-        return (await self.score_members(pairs, deadline))[0]
-
-    async def score_versioned(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], str]:
-        scores, _, version = await self.score_members(pairs, deadline)
-        return scores, version
+            total += member.weight * (np.asarray(scored.scores) - mean) / std
+        return Scored(total.tolist(), self._version([r.model for r in results]),
+                      members={n: r.scores for n, r in zip(names, results)})
 
     def details(self) -> dict:
         return {"members": [m.model_dump() for m in self.settings.members], "return_members": self.settings.return_members}

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from reward_service.backends.base import Backend, Pair
+from reward_service.backends.base import Backend
 from reward_service.config import LexiconBackendSettings
+from reward_service.items import Item, Scored
 
 
 class LexiconBackend(Backend):
     type = "lexicon"
 
     def __init__(self, name: str, settings: LexiconBackendSettings):
-        super().__init__(name)
-        self.settings = settings
+        super().__init__(name, settings)
         self._analyzer = None
         self._version = "vader"
 
@@ -33,9 +33,9 @@ class LexiconBackend(Backend):
     def _score_sync(self, texts: list[str]) -> list[float]:
         return [(self._analyzer.polarity_scores(text)["compound"] + 1.0) / 2.0 for text in texts]
 
-    async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
-        texts = [p.prompt + p.response if self.settings.use_prompt else p.response for p in pairs]
-        return await asyncio.to_thread(self._score_sync, texts)
+    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+        texts = [item.prompt + item.response if self.settings.use_prompt else item.response for item in items]
+        return Scored(await asyncio.to_thread(self._score_sync, texts), self.model_version)
 
     def details(self) -> dict:
         return {"range": [0.0, 1.0], "use_prompt": self.settings.use_prompt}

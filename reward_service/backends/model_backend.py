@@ -13,8 +13,9 @@ import logging
 import numpy as np
 
 from reward_service import model_store
-from reward_service.backends.base import Backend, Pair
+from reward_service.backends.base import Backend
 from reward_service.engine.model import ModelEngine
+from reward_service.items import Item, Scored
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,10 @@ DRAIN_TIMEOUT_S = 120
 
 
 class ModelBackend(Backend):
+    reloadable = True
+
     def __init__(self, name: str, settings):
-        super().__init__(name)
-        self.settings = settings
+        super().__init__(name, settings)
         self.engine = self._new_engine(settings)
         self._retired: set[asyncio.Task] = set()
 
@@ -71,16 +73,14 @@ class ModelBackend(Backend):
         await asyncio.gather(*self._retired, return_exceptions=True)
         await self.engine.close()
 
-    async def score(self, pairs: list[Pair], deadline: float | None = None) -> list[float]:
-        return (await self.score_versioned(pairs, deadline))[0]
-
-    async def score_versioned(self, pairs: list[Pair], deadline: float | None = None) -> tuple[list[float], str]:
+    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
         engine = self.engine  # one engine for the whole request, even if a reload switches mid-way
+        responses = [item.response for item in items]
         if engine.settings.use_prompt:
-            logits = await engine.logits([p.prompt for p in pairs], [p.response for p in pairs], deadline)
+            logits = await engine.logits([item.prompt for item in items], responses, deadline)
         else:
-            logits = await engine.logits([p.response for p in pairs], None, deadline)
-        return self.rewards(engine, logits).astype(float).tolist(), engine.version
+            logits = await engine.logits(responses, None, deadline)
+        return Scored(self.rewards(engine, logits).astype(float).tolist(), engine.version)
 
     def batchers(self) -> list:
         return [self.engine.batcher]

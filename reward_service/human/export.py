@@ -20,7 +20,7 @@ from itertools import combinations
 from typing import Iterator
 
 from reward_service.config import RatingScale
-from reward_service.human import scores as scoring
+from reward_service.human import rewards
 from reward_service.human.store import Task
 
 FORMATS = ("pairs", "ranklist", "ratings")
@@ -29,7 +29,7 @@ MAX_RATED_PER_PROMPT = 64  # at most 64 * 63 / 2 = 2016 pairs per prompt from si
 
 def _means(task: Task, scale: RatingScale) -> list[float]:
     """Every rating counts here, also those that came too late for the trainer's reward."""
-    return scoring.response_means(task, scale)[0]
+    return rewards.response_means(task, scale)[0]
 
 
 def _rated_by_prompt(tasks: list[Task], scale: RatingScale) -> dict[str, list[tuple[str, float, Task]]]:
@@ -47,7 +47,7 @@ def pairs(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
         if task.kind != "rank":
             continue
         means = _means(task, scale)
-        agreement = scoring.task_agreement(task, scale)
+        agreement = rewards.task_agreement(task, scale)
         for a, b in combinations(range(len(task.responses)), 2):
             if means[a] == means[b]:
                 continue
@@ -78,7 +78,7 @@ def ranklists(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
             continue
         order = sorted(distinct, key=lambda i: -means[i])
         yield {"prompt": task.prompt, "ranking": [task.responses[i] for i in order], "source": "rank",
-               "task_ids": [task.id], "raters": len(task.ratings), "agreement": scoring.task_agreement(task, scale)}
+               "task_ids": [task.id], "raters": len(task.ratings), "agreement": rewards.task_agreement(task, scale)}
     for prompt, rated in _rated_by_prompt(tasks, scale).items():
         counts: dict[float, int] = {}
         for _, mean, _ in rated:
@@ -94,7 +94,7 @@ def ratings(tasks: list[Task], scale: RatingScale) -> Iterator[dict]:
         yield {
             "task_id": task.id, "job_id": task.job_id, "kind": task.kind, "status": task.status,
             "prompt": task.prompt, "responses": task.responses, "reward": _means(task, scale),
-            "agreement": scoring.task_agreement(task, scale),
+            "agreement": rewards.task_agreement(task, scale),
             "ratings": [{"rater": r.rater, "score": r.score, "ranking": r.ranking, "seconds": r.seconds,
                          "created_at": r.created_at} for r in task.ratings],
         }
@@ -123,5 +123,5 @@ def summary(tasks: list[Task], scale: RatingScale) -> dict:
         "ratings_per_rater": per_rater,
         "median_seconds_to_rate": seconds[len(seconds) // 2] if seconds else None,
         "pairs": sum(1 for _ in pairs(tasks, scale)),
-        "agreement": scoring.agreement_summary(tasks, scale),
+        "agreement": rewards.agreement_summary(tasks, scale),
     }

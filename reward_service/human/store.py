@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reward_service.errors import BackendFailed, NotFound, TaskConflict
+
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS hq_jobs (
         id TEXT PRIMARY KEY,
@@ -78,24 +80,37 @@ STATEMENT_TIMEOUT_MS = 10_000
 MAX_JOB_SWEEP = 100
 
 
-class StoreError(Exception):
-    """The database could not be reached or refused the write; nothing was changed."""
+class StoreError(BackendFailed):
+    """The database could not be reached or refused the write; nothing was changed. Retryable."""
+
+    def __init__(self, message: str):
+        super().__init__(f"human queue store unavailable: {message}", retry_after_s=2)
 
 
-class TaskNotFound(KeyError):
-    pass
+class TaskNotFound(NotFound):
+    def __init__(self, task_id: str):
+        super().__init__(f"no task {task_id}")
 
 
-class NotAssigned(Exception):
+class NotAssigned(TaskConflict):
     """The rater tries to rate a task that was never handed to them."""
 
+    def __init__(self, task_id: str, rater: str):
+        super().__init__(f"task {task_id} was not handed to rater {rater!r}; get one from /v1/tasks/next")
 
-class AlreadyRated(Exception):
-    """The rater already rated this task with a different value."""
+
+class AlreadyRated(TaskConflict):
+    """The rater already rated this task: it cannot be rated differently or skipped."""
+
+    def __init__(self, task_id: str, rater: str):
+        super().__init__(f"rater {rater!r} already rated task {task_id}")
 
 
-class Skipped(Exception):
+class Skipped(TaskConflict):
     """The rater skipped this task; it went to others."""
+
+    def __init__(self, task_id: str, rater: str):
+        super().__init__(f"rater {rater!r} skipped task {task_id}; it went to others")
 
 
 @dataclass
@@ -323,16 +338,16 @@ class Store:
                 "SELECT state, assigned_at FROM hq_assignments WHERE task_id = ? AND rater = ?", (task_id, rater)
             ).fetchone()
             if assignment is None:
-                raise NotAssigned(task_id)
+                raise NotAssigned(task_id, rater)
             if assignment[0] == "skipped":
-                raise Skipped(task_id)
+                raise Skipped(task_id, rater)
             previous = execute(
                 "SELECT score, ranking FROM hq_ratings WHERE task_id = ? AND rater = ?", (task_id, rater)
             ).fetchone()
             if previous is not None:
                 same = previous[0] == score and (json.loads(previous[1]) if previous[1] else None) == ranking
                 if not same:
-                    raise AlreadyRated(task_id)
+                    raise AlreadyRated(task_id, rater)
                 return self._with_ratings(execute, task), False
             (count,) = execute("SELECT COUNT(*) FROM hq_ratings WHERE task_id = ? AND counted = 1",
                                (task_id,)).fetchone()
@@ -361,9 +376,9 @@ class Store:
             state = execute("SELECT state FROM hq_assignments WHERE task_id = ? AND rater = ?",
                             (task_id, rater)).fetchone()
             if state is None:
-                raise NotAssigned(task_id)
+                raise NotAssigned(task_id, rater)
             if state[0] == "rated":
-                raise AlreadyRated(task_id)
+                raise AlreadyRated(task_id, rater)
             execute("UPDATE hq_assignments SET state = 'skipped', expires_at = ? WHERE task_id = ? AND rater = ?",
                     (now, task_id, rater))
 

@@ -11,25 +11,25 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from reward_service.backends.base import Pair
+from reward_service.items import Item
 from reward_service.config import RatingScale
 from reward_service.human.store import NewTask, Task
 
 
-def make_tasks(pairs: list[Pair], rank_groups: bool, max_rank_size: int) -> list[NewTask]:
+def make_tasks(items: list[Item], rank_groups: bool, max_rank_size: int) -> list[NewTask]:
     """One rating task per item; with `rank_groups`, items sharing a prompt form one rank
     list instead (split into lists of at most `max_rank_size`). Tasks follow item order."""
     if not rank_groups:
-        return [NewTask("rate", p.prompt, [p.response], [i]) for i, p in enumerate(pairs)]
+        return [NewTask("rate", item.prompt, [item.response], [i]) for i, item in enumerate(items)]
     groups: dict[str, list[int]] = {}
-    for i, pair in enumerate(pairs):
-        groups.setdefault(pair.prompt, []).append(i)
+    for i, item in enumerate(items):
+        groups.setdefault(item.prompt, []).append(i)
     tasks = []
     for prompt, indices in groups.items():
         for start in range(0, len(indices), max_rank_size):
             chunk = indices[start:start + max_rank_size]
             kind = "rank" if len(chunk) > 1 else "rate"
-            tasks.append(NewTask(kind, prompt, [pairs[i].response for i in chunk], chunk))
+            tasks.append(NewTask(kind, prompt, [items[i].response for i in chunk], chunk))
     return sorted(tasks, key=lambda t: t.items[0])
 
 

@@ -1,0 +1,12 @@
+"""HTTP routes, one router per concern; `reward_service.app` assembles them.
+
+- `scoring`: /score, /get_reward (OpenRLHF), /v1/jobs/{id}
+- `raters`: the labeling page and the raters' task API
+- `admin`: hot reload, the human queue's export and summary
+- `operations`: /healthz, /readyz, /v1/backends, /metrics
+- `dependencies`: what a route may ask for (the scorer, the registry, keys, rater tokens)
+- `errors`: the one table from domain errors to statuses, and the typed error body
+- `limits`: the body-size middleware and cancelling work when the client goes away
+
+Routes are thin: parse, call the scorer or the queue, shape the reply.
+"""
