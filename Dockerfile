@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # reward-service images. Targets:
 #   docker build --target cpu -t reward-service:cpu .
-#   docker build --target gpu -t reward-service:gpu .      (onnxruntime-gpu, CUDA fp16)
+#   docker build --target gpu -t reward-service:gpu .      (CUDA torch: bf16 + SDPA; no onnxruntime-gpu)
 # Builtin models are built at image build time (BUILD_MODELS="sentiment rm", the default;
 # set BUILD_MODELS="" to mount them at /models instead).
 # The environment is made by scripts/setup.sh: the same script CI runs.
@@ -24,7 +24,9 @@ ENV REWARD_SERVICE_HOME=/models
 RUN for m in $BUILD_MODELS; do /opt/venv/bin/reward-service models build "$m"; done; mkdir -p /models
 
 FROM source AS build-gpu
-ENV VENV=/opt/venv REWARD_SERVICE_EXTRAS=gpu,train EDITABLE=0 PIP_NO_CACHE_DIR=1
+ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128
+ENV VENV=/opt/venv REWARD_SERVICE_EXTRAS=gpu,train EDITABLE=0 PIP_NO_CACHE_DIR=1 \
+    TORCH_INDEX_URL=${TORCH_CUDA_INDEX}
 RUN bash scripts/setup.sh
 ARG BUILD_MODELS="sentiment rm"
 ENV REWARD_SERVICE_HOME=/models

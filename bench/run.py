@@ -150,19 +150,10 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
     return rows, fidelity
 
 
-def free_port() -> int:
-    import socket
+def start_server(max_length: int) -> tuple[subprocess.Popen, str]:
+    from bench.load import start_service
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(max_length: int) -> tuple[subprocess.Popen, str, Path]:
-    import httpx
-
-    folder = Path(tempfile.mkdtemp(prefix="reward-bench-"))
-    config = folder / "bench.yaml"
+    config = Path(tempfile.mkdtemp(prefix="reward-bench-")) / "bench.yaml"
     config.write_text(f"""
 default_backend: sentiment
 backends:
@@ -176,31 +167,14 @@ backends:
     max_length: {max_length}
     batching: {{max_batch_size: 64, max_wait_ms: 2}}
 """)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reward_service", "serve", "--config", str(config), "--port", str(port),
-         "--log-level", "warning", "--no-build"],
-        stdout=subprocess.DEVNULL, stderr=open(folder / "server.log", "w"), cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url, folder
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"server did not start; see {folder / 'server.log'}")
+    return start_service(config)
 
 
 def http_rows(items, max_length: int, clients: int, single_requests: int) -> list[dict]:
     """(e) The real service over real HTTP: 32 concurrent clients, then one client sending single items."""
     import httpx
 
-    process, url, _ = start_server(max_length)
+    process, url = start_server(max_length)
     try:
         async def concurrent():
             chunks = [items[i: i + REQUEST_ITEMS] for i in range(0, len(items), REQUEST_ITEMS)]

@@ -127,7 +127,7 @@ def cmd_train_rm(args) -> None:
     options = dict(
         name=args.name or output.name, base_model=args.base_model, data_files=files, held_out_fraction=args.held_out,
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        max_length=args.max_length, seed=args.seed,
+        max_length=args.max_length, seed=args.seed, trainable_layers=args.trainable_layers,
     )
     cards = []
     model_store.write_atomically(output, lambda staging: cards.append(train_reward_model(pairs, staging, **options)))
@@ -274,7 +274,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="config naming the human backend (for --from-human)")
     train.add_argument("--output", "-o", required=True, help="model folder to write (replaced atomically)")
     train.add_argument("--format", default="auto", choices=["auto", "pairs", "hh", "ranklist"])
-    train.add_argument("--base-model", help="HF folder to start from (default: the packaged MiniLM encoder)")
+    train.add_argument("--base-model", "--base", dest="base_model",
+                       help="HF folder to start from: an encoder, or a causal LM (a chat-template reward model); "
+                            "default: the packaged MiniLM encoder")
+    train.add_argument("--trainable-layers", type=int, help="train only the top N layers (and the head)")
     train.add_argument("--name", help="model name in its version string (default: the output folder name)")
     train.add_argument("--epochs", type=float, default=1.0)
     train.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
@@ -288,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="builtin models").add_subparsers(dest="models_command", required=True)
     build = models.add_parser("build", help="build a builtin model into the cache")
-    build.add_argument("name", help="sentiment or rm")
+    build.add_argument("name", help="sentiment, rm or rm-smollm2-rt (see `models list`)")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")
     build.set_defaults(func=cmd_models_build)

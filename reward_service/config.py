@@ -43,22 +43,36 @@ class BatchingSettings(Strict):
 
 class ModelBackendSettings(Strict):
     model: str = Field(description="builtin model name or a Hugging Face folder path")
-    runtime: Literal["onnx", "torch"] = "onnx"
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: CUDA when onnxruntime-gpu (or torch) sees a GPU, else CPU"
-    )
-    precision: Literal["auto", "fp32", "int8", "fp16"] = Field(
+    runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="auto: torch on a GPU, ONNX on CPU; custom-code models always run in torch")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when torch sees a GPU, else CPU")
+    precision: Literal["auto", "fp32", "int8", "fp16", "bf16"] = Field(
         "auto",
-        description="auto: fp16 on CUDA, int8 on CPU if it passes the fidelity check; int8 is CPU-only, fp16 CUDA-only",
+        description="auto: bf16 on CUDA, int8 on CPU if it passes the fidelity check; int8 is CPU-only (ONNX), "
+        "fp16 and bf16 CUDA-only (torch)",
     )
     int8_min_pearson: float = Field(
         0.99, ge=0, le=1, description="int8 is used only if its logits correlate with fp32 at least this well"
     )
     max_length: int | None = Field(
-        None, ge=8, le=8192,
-        description="tokens per item after truncation; default: what the model was trained with (model card), else 256",
+        None, ge=8, le=1_048_576,
+        description="cap on tokens per item after formatting; default: the model's own limit (position "
+        "embeddings, the tokenizer's model_max_length)",
     )
-    use_prompt: bool = Field(False, description="score prompt + response as a text pair, not the response alone")
+    truncation: Literal["reject", "left"] = Field(
+        "reject", description="an item over the limit: reject (422 naming it), or left: cut the earliest turns "
+        "and the start of the prompt, keep the end of the response, flag it `truncated` (requests may override)",
+    )
+    formatting: Literal["auto", "chat_template", "pair", "concat"] = Field(
+        "auto", description="how an item becomes tokens: auto = the tokenizer's chat template if it has one, "
+        "else (prompt, response) as a text pair for encoders with a separator token, else concatenation",
+    )
+    chat_template: str | None = Field(None, description="a Jinja chat template to use instead of the tokenizer's")
+    use_prompt: bool = Field(
+        False, description="score the prompt too (formatted as above); false: the response alone, as plain text")
+    trust_remote_code: bool = Field(
+        False, description="load a model folder's own Python code (ArmoRM, InternLM2 RMs): only for code you trust")
+    output: str = Field("logits", description="the model output attribute holding the rewards (e.g. `score`)")
     batching: BatchingSettings = BatchingSettings()
     threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = all cores")
 
@@ -72,10 +86,15 @@ class SentimentBackendSettings(ModelBackendSettings):
 
 class LearnedRMBackendSettings(ModelBackendSettings):
     type: Literal["learned-rm"]
-    use_prompt: bool = Field(True, description="reward models score (prompt, response) as a text pair")
+    use_prompt: bool = Field(True, description="reward models score the prompt and the response together")
     normalize: bool = Field(
         False, description="subtract the mean and divide by the std stored in the model card at training time"
     )
+    objectives: list[str] | None = Field(
+        None, description="names of the output columns of a multi-objective head (num_labels > 1), in order")
+    reward: str | dict[str, float] | None = Field(
+        None, description="with objectives: the objective that is the reward, or weights of several "
+        "(name -> weight); default: the only column of a one-output head")
 
 
 class LexiconBackendSettings(Strict):
@@ -192,7 +211,8 @@ class ServerSettings(Strict):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_items_per_request: int = Field(4096, ge=1)
     max_chars_per_item: int = Field(
-        20000, ge=1, description="prompt + response characters per item (VADER's cost is quadratic in it)"
+        100_000, ge=1, description="prompt + response characters per item: a guard on work per item "
+        "(VADER's cost grows with the square of it); token limits are per model backend"
     )
     long_items: Literal["reject", "truncate"] = Field(
         "reject", description="an item over max_chars_per_item: reject (422), or truncate it and flag it in the response"

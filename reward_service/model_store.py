@@ -49,6 +49,12 @@ BUILTINS: dict[str, BuiltinModel] = {
         description="MiniLM-L6 reward model: fresh over rotten reviews of the same movie; scalar head",
         builder="reward_service.training.builtin_rm:build_rm_model",
     ),
+    "rm-smollm2-rt": BuiltinModel(
+        name="rm-smollm2-rt",
+        build_key="rm-smollm2-rt",
+        description="SmolLM2-135M-Instruct decoder reward model (chat template), the same pairs as rm-minilm-rt",
+        builder="reward_service.training.builtin_rm:build_rm_smollm2_model",
+    ),
 }
 
 
@@ -148,10 +154,15 @@ def _hash_files(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for file in files:
         digest.update(file.name.encode())
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        feed_file(digest, file)
     return digest.hexdigest()
+
+
+def feed_file(digest, path: Path) -> None:
+    """Add a file's bytes to a running hash, a megabyte at a time."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
 
 
 def version(path: Path, name: str | None = None) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+from reward_service import items
 
 
 def _encodable(text: str) -> str:
@@ -18,11 +20,51 @@ def _encodable(text: str) -> str:
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
 
 
-class Item(BaseModel):
+class Message(BaseModel):
+    """One chat turn, OpenAI format."""
+
     model_config = ConfigDict(extra="forbid")
 
-    prompt: Text = Field(description="the prompt the policy was given")
-    response: Text = Field(description="the policy's generated continuation")
+    role: Literal["system", "user", "assistant", "tool"]
+    content: Text
+
+
+class Item(BaseModel):
+    """Either `{prompt, response}` (prompt: a string, or the conversation so far as messages)
+    or `{messages}` (a whole conversation whose last message is the assistant turn scored)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["prompt", "response"], "not": {"required": ["messages"]}},
+        {"required": ["messages"], "not": {"anyOf": [{"required": ["prompt"]}, {"required": ["response"]}]}},
+    ]})
+
+    prompt: Text | list[Message] | None = Field(
+        None, description="the prompt the policy was given, or the conversation before the response")
+    response: Text | None = Field(None, description="the policy's generated response")
+    messages: list[Message] | None = Field(
+        None, min_length=1, description="OpenAI chat messages; the last is the assistant turn being scored")
+    reference: Text | None = Field(
+        None, description="the known answer or the tests, for verifiable-reward backends (math, code, format)")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "Item":
+        if self.messages is not None:
+            if self.prompt is not None or self.response is not None:
+                raise ValueError("give either `messages` or `prompt` and `response`, not both")
+            if self.messages[-1].role != "assistant":
+                raise ValueError("the last message must be the assistant turn being scored")
+        elif self.prompt is None or self.response is None:
+            missing = "response" if self.response is None else "prompt"
+            raise ValueError(f"`{missing}` is missing: give `prompt` and `response`, or `messages`")
+        return self
+
+    def to_item(self) -> items.Item:
+        if self.messages is not None:
+            return items.Item.from_messages([items.Message(m.role, m.content) for m in self.messages], self.reference)
+        if isinstance(self.prompt, list):
+            context = [items.Message(m.role, m.content) for m in self.prompt]
+            return items.Item.from_messages([*context, items.Message("assistant", self.response)], self.reference)
+        return items.Item(self.prompt, self.response, reference=self.reference)
 
 
 class ScoreRequest(BaseModel):
@@ -36,6 +78,13 @@ class ScoreRequest(BaseModel):
     timeout_s: float | None = Field(None, gt=0, description="deadline for the whole request, in seconds")
     return_members: bool | None = Field(
         None, description="ensembles: also return each member's scores (default from the backend's config)"
+    )
+    return_objectives: bool = Field(
+        False, description="multi-objective reward models: also return every named objective's scores"
+    )
+    truncation: Literal["reject", "left"] | None = Field(
+        None, description="items over the model's length: `reject` (422) or `left` (cut the earliest turns "
+        "and the start of the prompt, keep the response's end, flag `truncated`); default from the backend"
     )
     wait: bool = Field(
         True,
@@ -51,9 +100,13 @@ class ScoreResponse(BaseModel):
     request_id: str | None = None
     elapsed_ms: float
     members: dict[str, list[float]] | None = Field(None, description="ensembles only: each member's own scores")
+    objectives: dict[str, list[float]] | None = Field(
+        None, description="with return_objectives: each objective's scores (multi-objective reward models)")
     truncated: list[bool] | None = Field(
-        None, description="with server.long_items: truncate, which items were cut to max_chars_per_item"
+        None, description="which items were cut (to the model's length with truncation: left, or to "
+        "server.max_chars_per_item with long_items: truncate); absent when nothing was cut"
     )
+    notes: list[str] | None = Field(None, description="anything done to the input a caller should know")
     job_id: str | None = Field(None, description="human backend: the job these ratings belong to")
     sources: list[str] | None = Field(
         None, description="human backend: per item, `human` (rated) or `fallback` (scored by the fallback backend)"
@@ -83,21 +136,38 @@ class JobResponse(BaseModel):
 
 
 class OpenRLHFRequest(BaseModel):
-    """OpenRLHF's remote reward model format: prompt + response joined in each string."""
+    """OpenRLHF's remote reward model format: each query is the policy's rendered prompt +
+    response (chat markup and special tokens kept); recent versions send one sample per request."""
 
     model_config = ConfigDict(extra="allow")
 
     query: list[Text] = Field(min_length=1)
     prompts: list[Text] | None = Field(
-        None, description="optional: the prompt of each query; when given (and a prefix of it), scored as a pair"
-    )
+        None, description="the prompt part of each query (a prefix of it); splits it into (prompt, response)")
+    labels: list[Text | None] | None = Field(
+        None, description="the dataset's label of each query: the reference for verifiable-reward backends")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "OpenRLHFRequest":
+        for field in ("prompts", "labels"):
+            given = getattr(self, field)
+            if given is not None and len(given) != len(self.query):
+                raise ValueError(f"`{field}` has {len(given)} entries for {len(self.query)} queries")
+        for index, (prompt, query) in enumerate(zip(self.prompts or [], self.query)):
+            if not query.startswith(prompt):
+                raise ValueError(f"prompts[{index}] is not the start of query[{index}]")
+        return self
 
 
 class OpenRLHFResponse(BaseModel):
-    rewards: list[float]
+    rewards: list[float] = Field(description="what OpenRLHF trains on")
+    scores: list[float] = Field(description="the same rewards (OpenRLHF logs `scores` when present)")
+    extra_logs: dict[str, list[float]] = Field(
+        default_factory=dict, description="per-sample values OpenRLHF logs: each ensemble member, each objective")
     backend: str
     model: str
-    truncated: list[bool] | None = Field(None, description="with server.long_items: truncate, which queries were cut")
+    truncated: list[bool] | None = Field(None, description="which queries were cut; absent when nothing was")
+    notes: list[str] | None = Field(None, description="how the queries were read (e.g. chat markup recovered)")
 
 
 class BackendInfo(BaseModel):

@@ -23,7 +23,7 @@ from reward_service.errors import (
 )
 from reward_service.human.jobs import JobOutcome
 from reward_service.idempotency import IdempotencyCache, fingerprint
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
 
@@ -36,8 +36,10 @@ class ScoreResult:
     request_id: str | None
     elapsed_ms: float
     members: dict[str, list[float]] | None = None
-    truncated: list[bool] | None = None  # items cut to max_chars_per_item (long_items: truncate)
+    truncated: list[bool] | None = None  # items cut (to max_chars_per_item, or to the model's length)
     job: JobOutcome | None = None  # human queue only (pending for an async job)
+    objectives: dict[str, list[float]] | None = None
+    notes: list[str] | None = None
 
 
 class Scorer:
@@ -56,9 +58,11 @@ class Scorer:
         timeout_s: float | None = None,
         return_members: bool | None = None,
         wait: bool = True,
+        options: ScoreOptions = ScoreOptions(),
     ) -> ScoreResult:
         """`wait=False` matters only for queued (human) backends: the job is created and
-        returned pending at once; other backends answer straight away anyway."""
+        returned pending at once; other backends answer straight away anyway. `options`
+        go to the backend (length policy, objectives)."""
         started = time.perf_counter()
         items, truncated = self._fit(items)
         if len(items) > self.server.max_items_per_request:
@@ -90,7 +94,7 @@ class Scorer:
                 backend.name,
                 request_id,
                 fingerprint([item.key() for item in items]) if request_id else "",
-                lambda: self._score(backend, items, deadline, timeout),
+                lambda: self._score(backend, items, deadline, timeout, options),
             )
         except RewardServiceError as exc:
             status = exc.code
@@ -110,7 +114,9 @@ class Scorer:
             request_id=request_id,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             members=scored.members if return_members else None,
-            truncated=truncated,
+            truncated=_either(truncated, scored.truncated),
+            objectives=scored.objectives,
+            notes=scored.notes,
         )
 
     def _fit(self, items: list[Item]) -> tuple[list[Item], list[bool] | None]:
@@ -133,7 +139,9 @@ class Scorer:
             prompt, response = items[i].prompt, items[i].response
             response = response[: max(limit - len(prompt), limit - limit // 2)]
             keep = limit - len(response)
-            fitted[i] = Item(prompt[len(prompt) - keep:] if keep else "", response)
+            cut_prompt = prompt[len(prompt) - keep:] if keep else ""
+            context = items[i].context if cut_prompt == prompt else None  # a cut conversation is read as text
+            fitted[i] = dataclasses.replace(items[i], prompt=cut_prompt, response=response, context=context)
         return fitted, flags
 
     async def _score_queued(self, backend: QueuedBackend, items: list[Item], request_id, timeout, deadline, wait,
@@ -154,9 +162,10 @@ class Scorer:
             job=outcome,
         )
 
-    async def _score(self, backend: Backend, items: list[Item], deadline: float, timeout: float) -> Scored:
+    async def _score(self, backend: Backend, items: list[Item], deadline: float, timeout: float,
+                     options: ScoreOptions) -> Scored:
         try:  # the version comes back with the scores: the one that produced them, even across a reload
-            scored = await asyncio.wait_for(backend.score(items, deadline), timeout)
+            scored = await asyncio.wait_for(backend.score(items, deadline, options), timeout)
         except (asyncio.TimeoutError, DeadlineExceeded):
             raise DeadlineExceeded(
                 f"backend {backend.name!r} did not finish within {timeout:g}s", retry_after_s=1
@@ -170,3 +179,10 @@ class Scorer:
                                 "items or a non-finite score")
         self.metrics.record_rewards(backend.name, scored.scores)
         return scored
+
+
+def _either(first: list[bool] | None, second: list[bool] | None) -> list[bool] | None:
+    """Per item: cut by either step (None when neither cut anything)."""
+    if first is None or second is None:
+        return first or second
+    return [a or b for a, b in zip(first, second)]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the environment in .venv at the repo root. Idempotent; CI and the Dockerfile run it too.
-#   REWARD_SERVICE_EXTRAS=cpu,train,dev (default)  use gpu instead of cpu on a CUDA machine
+#   REWARD_SERVICE_EXTRAS=cpu,train,ppo,dev (default)  gpu on a CUDA machine (with a CUDA TORCH_INDEX_URL)
 #   VENV=/opt/venv                                 where the environment goes
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu   where torch comes from (default: pip's config)
 #   EDITABLE=0                                     install a copy instead of an editable link (images)
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${VENV:-.venv}
-EXTRAS=${REWARD_SERVICE_EXTRAS:-cpu,train,dev}
+EXTRAS=${REWARD_SERVICE_EXTRAS:-cpu,train,ppo,dev}
 PYTHON=${PYTHON:-python3}
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -20,11 +20,8 @@ echo "torch==2.13.0" > "$constraints"
 export PIP_CONSTRAINT="$constraints"
 "${PIP[@]}" install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
 
-# onnxruntime and onnxruntime-gpu share one folder: never both.
-case ",$EXTRAS," in
-  *,gpu,*) "${PIP[@]}" uninstall -q -y onnxruntime 2>/dev/null || true ;;
-  *,cpu,*) "${PIP[@]}" uninstall -q -y onnxruntime-gpu 2>/dev/null || true ;;
-esac
+# onnxruntime-gpu (not used: the GPU path is torch) would share onnxruntime's folder: remove it.
+"${PIP[@]}" uninstall -q -y onnxruntime-gpu 2>/dev/null || true
 
 if [ "${EDITABLE:-1}" = 1 ]; then
   "${PIP[@]}" install -q -e ".[${EXTRAS}]"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,6 +45,14 @@ def make_tiny_classifier(target: Path, num_labels: int = 2, seed: int = 0) -> Pa
 
 
 @pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory) -> Path:
+    """SmolLM2's real tokenizer and chat template as a plain folder (read from its GGUF once)."""
+    from tests.tiny_models import smollm2_tokenizer_dir
+
+    return smollm2_tokenizer_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_classifier(tmp_path_factory.mktemp("tiny-sentiment"))
 
@@ -65,12 +73,6 @@ backends:
     for key, value in server.items():
         setattr(settings.server, key, value)
     return settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 POSITIVE_WORDS = ["good", "great", "love", "wonderful", "happy", "excellent", "amazing", "fun", "best", "beautiful"]
@@ -156,3 +158,28 @@ def write_human_config(folder: Path, raters: dict[str, str], **fields) -> Path:
     path = folder / "human.yaml"
     path.write_text(yaml.safe_dump({"default_backend": "human", "backends": {"human": human}}))
     return path
+
+
+def start_server(config_path, env_extra=None, port=None):
+    """The real service in a child process (its output kept for a failure message)."""
+    from bench.load import start_service
+
+    return start_service(config_path, env_extra, ready_timeout_s=120, port=port, keep_output=True)
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def lexicon_service(tmp_path_factory):
+    """A live service process with one lexicon backend, over real HTTP."""
+    config = tmp_path_factory.mktemp("lexicon-service") / "reward.yaml"
+    config.write_text("default_backend: lexicon\nbackends:\n  lexicon: {type: lexicon}\n")
+    process, url = start_server(config)
+    yield url
+    stop(process)

@@ -71,9 +71,13 @@ def _reward_count(client, backend):
     "payload, where",
     [
         ({"items": []}, "items"),
-        ({"items": [{"prompt": "x"}]}, "items.0.response"),
+        ({"items": [{"prompt": "x"}]}, "items.0: Value error, `response` is missing"),
+        ({"items": [{"response": "y", "messages": [{"role": "assistant", "content": "y"}]}]}, "not both"),
+        ({"items": [{"messages": [{"role": "user", "content": "hi"}]}]}, "last message must be the assistant"),
+        ({"items": [{"messages": [{"role": "robot", "content": "hi"}]}]}, "items.0.messages.0.role"),
         ({"items": [{"prompt": "x", "response": 3}]}, "items.0.response"),
-        ({"items": [{"prompt": None, "response": "y"}]}, "items.0.prompt"),
+        ({"items": [{"prompt": None, "response": "y"}]}, "items.0: Value error, `prompt` is missing"),
+        ({"items": [{"prompt": 3, "response": "y"}]}, "items.0.prompt"),
         ({"items": "not a list"}, "items"),
         ({"items": [ITEM], "timeout_s": -1}, "timeout_s"),
         ({"items": [ITEM], "surprise": True}, "surprise"),
@@ -139,9 +143,9 @@ def test_concurrent_requests_over_the_limit_get_429(tiny_model):
     lexicon = app.state.registry.backends["lexicon"]
     original = lexicon.score
 
-    async def slow(pairs, deadline=None):
+    async def slow(items, deadline=None, options=None):
         await release.wait()
-        return await original(pairs, deadline)
+        return await original(items, deadline)
 
     lexicon.score = slow
 

@@ -12,7 +12,9 @@ from reward_service.engine import export
 from reward_service.engine.batcher import DynamicBatcher
 from reward_service.engine.model import ModelEngine
 from reward_service.errors import DeadlineExceeded, Overloaded
+from reward_service.items import Item
 
+BERT_INPUTS = ["input_ids", "token_type_ids", "attention_mask"]  # what the tiny BERT's tokenizer gives
 TEXTS = ["a wonderful, moving film", "dull", "I walked out after twenty minutes of this nonsense", "",
          "The cast is great but the script is not " * 5]
 
@@ -26,6 +28,10 @@ def torch_logits(model_dir, texts, max_length=64):
     return np.stack(rows)
 
 
+def logits(engine, texts):
+    return asyncio.run(engine.outputs([Item("", text) for text in texts])).values
+
+
 def engine_for(model_dir, runtime, precision="fp32", **options):
     settings = SentimentBackendSettings(type="sentiment", model=str(model_dir), runtime=runtime, max_length=64,
                                         precision=precision, **options)
@@ -35,7 +41,7 @@ def engine_for(model_dir, runtime, precision="fp32", **options):
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
 def test_engine_matches_pytorch_one_by_one(tiny_model, runtime):
     engine = engine_for(tiny_model, runtime)
-    got = asyncio.run(engine.logits(TEXTS))
+    got = logits(engine, TEXTS)
     np.testing.assert_allclose(got, torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
 
 
@@ -45,7 +51,7 @@ def test_int8_is_accepted_only_above_the_fidelity_threshold(tiny_model):
     assert described["precision"] == "int8" and accepted.version.endswith("+int8")
     check = described["int8_fidelity_vs_fp32"]
     assert 0.5 <= check["pearson"] <= 1 and check["max_abs_diff"] >= 0 and check["samples"] > 20
-    got = asyncio.run(accepted.logits(TEXTS))
+    got = logits(accepted, TEXTS)
     assert np.corrcoef(got.ravel(), torch_logits(tiny_model, TEXTS).ravel())[0, 1] > 0.5
 
     refused = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=1.0)
@@ -53,10 +59,10 @@ def test_int8_is_accepted_only_above_the_fidelity_threshold(tiny_model):
     if check["pearson"] < 1.0:
         assert described["precision"] == "fp32" and "int8 refused" in described["notes"][0]
         assert "+" not in refused.version
-        np.testing.assert_allclose(asyncio.run(refused.logits(TEXTS)), torch_logits(tiny_model, TEXTS), atol=1e-4)
+        np.testing.assert_allclose(logits(refused, TEXTS), torch_logits(tiny_model, TEXTS), atol=1e-4)
     from reward_service.engine import export
 
-    assert export.read_meta(export.export_onnx(tiny_model).parent)[f"fidelity_{export.INT8_VARIANT}"] == check
+    assert export.read_meta(export.export_onnx(tiny_model, BERT_INPUTS, 0).parent)[f"fidelity_{export.INT8_VARIANT}"] == check
 
 
 def test_cpu_machine_says_it_serves_on_cpu_when_cuda_is_asked(tiny_model):
@@ -67,26 +73,26 @@ def test_cpu_machine_says_it_serves_on_cpu_when_cuda_is_asked(tiny_model):
 
 
 def test_onnx_export_is_cached_by_content(tiny_model, tmp_path):
-    first = export.export_onnx(tiny_model)
+    first = export.export_onnx(tiny_model, BERT_INPUTS, 0)
     stamp = first.stat().st_mtime_ns
-    assert export.export_onnx(tiny_model) == first and first.stat().st_mtime_ns == stamp
+    assert export.export_onnx(tiny_model, BERT_INPUTS, 0) == first and first.stat().st_mtime_ns == stamp
     assert export.read_meta(first.parent)["version"].startswith("tiny-sentiment")
 
     from tests.conftest import make_tiny_classifier
 
     other = make_tiny_classifier(tmp_path / "other", seed=1)
-    assert export.export_onnx(other) != first
+    assert export.export_onnx(other, BERT_INPUTS, 0) != first
 
 
-def echo_infer(ids, types):
+def echo_infer(rows):
     """Each row's output is its own first token id: easy to check who got what."""
-    return np.array([[row[0], len(row)] for row in ids], dtype=np.float32)
+    return np.array([[row[0], len(row)] for row in rows], dtype=np.float32)
 
 
 async def _concurrent_requests():
     batcher = DynamicBatcher(echo_infer, BatchingSettings(max_batch_size=8, max_batch_tokens=64, max_wait_ms=5))
     requests = [[[r * 100 + i] * (1 + (r + i) % 7) for i in range(1 + r % 5)] for r in range(40)]
-    results = await asyncio.gather(*(batcher.submit(rows, [[0] * len(x) for x in rows]) for rows in requests))
+    results = await asyncio.gather(*(batcher.submit(rows) for rows in requests))
     await batcher.close()
     return batcher, requests, results
 
@@ -101,87 +107,95 @@ def test_batcher_returns_each_requests_rows_in_order():
     assert batcher.stats.batches < total  # items really were batched together
 
 
-def test_batcher_cuts_batches_by_size_and_token_budget():
-    batcher = DynamicBatcher(echo_infer, BatchingSettings(max_batch_size=4, max_batch_tokens=20))
-    loop = asyncio.new_event_loop()
-    future = loop.create_future()
-    from reward_service.engine.batcher import _Request
+async def _batches_of(lengths, settings):
+    seen = []
 
-    request = _Request([[1] * n for n in (9, 2, 3, 10, 1, 2, 2, 2)], [], None, future)
-    batches = batcher._cut([(request, i, 0.0) for i in range(8)])
+    def infer(rows):
+        seen.append([len(row) for row in rows])
+        return echo_infer(rows)
+
+    batcher = DynamicBatcher(infer, settings)
+    await batcher.submit([[1] * n for n in lengths])
+    await batcher.close()
+    return seen
+
+
+def test_batcher_cuts_batches_by_size_and_token_budget():
+    lengths = (9, 2, 3, 10, 1, 2, 2, 2)
+    batches = asyncio.run(_batches_of(lengths, BatchingSettings(max_batch_size=4, max_batch_tokens=20)))
     for batch in batches:
-        lengths = [len(request.input_ids[i]) for _, i, _ in batch]
-        assert len(batch) <= 4 and max(lengths) * len(batch) <= 20
-        assert lengths == sorted(lengths)
-    assert sum(len(b) for b in batches) == 8
-    loop.close()
+        assert len(batch) <= 4 and max(batch) * len(batch) <= 20
+        assert batch == sorted(batch)
+    assert sorted(n for batch in batches for n in batch) == sorted(lengths)
 
 
 async def _overload():
-    gate = asyncio.Event()
-
-    def slow_infer(ids, types):
-        return np.zeros((len(ids), 1), dtype=np.float32)
-
-    batcher = DynamicBatcher(slow_infer, BatchingSettings(max_queue_items=4, max_wait_ms=50))
-    first = asyncio.ensure_future(batcher.submit([[1]] * 3, [[0]] * 3))
+    batcher = DynamicBatcher(echo_infer, BatchingSettings(max_queue_items=4, max_wait_ms=50))
+    first = asyncio.ensure_future(batcher.submit([[1]] * 3))
     await asyncio.sleep(0)
-    with pytest.raises(Overloaded) as info:
-        await batcher.submit([[1]] * 2, [[0]] * 2)
-    assert info.value.retry_after_s
+    try:
+        await batcher.submit([[1]] * 2)
+        refusal = None
+    except Overloaded as exc:
+        refusal = exc
     await first
-    gate.set()
     await batcher.close()
-    return batcher
+    return batcher, refusal
 
 
 def test_full_queue_refuses_with_retry_after():
-    batcher = asyncio.run(_overload())
+    batcher, refusal = asyncio.run(_overload())
+    assert refusal is not None and refusal.retry_after_s
     assert batcher.stats.rejected_requests == 1
 
 
 async def _expired_and_cancelled():
     ran = []
 
-    def infer(ids, types):
-        ran.extend(row[0] for row in ids)
-        return np.zeros((len(ids), 1), dtype=np.float32)
+    def infer(rows):
+        ran.extend(row[0] for row in rows)
+        return np.zeros((len(rows), 1), dtype=np.float32)
 
     batcher = DynamicBatcher(infer, BatchingSettings(max_wait_ms=100))
     loop = asyncio.get_running_loop()
-    expired = asyncio.ensure_future(batcher.submit([[7], [7]], [[0], [0]], deadline=loop.time() + 0.01))
-    cancelled = asyncio.ensure_future(batcher.submit([[8]], [[0]]))
-    kept = asyncio.ensure_future(batcher.submit([[9]], [[0]]))
+    expired = asyncio.ensure_future(batcher.submit([[7], [7]], deadline=loop.time() + 0.01))
+    cancelled = asyncio.ensure_future(batcher.submit([[8]]))
+    kept = asyncio.ensure_future(batcher.submit([[9]]))
     await asyncio.sleep(0.02)
     cancelled.cancel()
-    with pytest.raises(DeadlineExceeded):
-        await expired
+    expired_error = (await asyncio.gather(expired, return_exceptions=True))[0]
     await kept
     await batcher.close()
-    return ran, batcher
+    return ran, batcher, expired_error
 
 
 def test_expired_and_cancelled_requests_are_dropped_before_inference():
-    ran, batcher = asyncio.run(_expired_and_cancelled())
+    ran, batcher, expired_error = asyncio.run(_expired_and_cancelled())
+    assert isinstance(expired_error, DeadlineExceeded)
     assert ran == [9]
     assert batcher.stats.dropped_items == 3
 
 
-async def _failing():
-    def infer(ids, types):
-        raise RuntimeError("model exploded")
+async def _fails_once_then_serves():
+    calls = []
+
+    def infer(rows):
+        calls.append(rows)
+        if len(calls) == 1:
+            raise RuntimeError("model exploded")
+        return echo_infer(rows)
 
     batcher = DynamicBatcher(infer, BatchingSettings(max_wait_ms=0))
-    with pytest.raises(RuntimeError, match="exploded"):
-        await batcher.submit([[1]], [[0]])
-    batcher._infer = echo_infer
-    result = await batcher.submit([[5]], [[0]])
+    first = (await asyncio.gather(batcher.submit([[1]]), return_exceptions=True))[0]
+    second = await batcher.submit([[5]])
     await batcher.close()
-    return result
+    return first, second
 
 
 def test_a_failing_batch_fails_its_requests_and_the_batcher_keeps_serving():
-    assert asyncio.run(_failing())[0, 0] == 5
+    first, second = asyncio.run(_fails_once_then_serves())
+    assert isinstance(first, RuntimeError) and "exploded" in str(first)
+    assert second[0, 0] == 5
 
 
 def test_model_version_changes_with_any_weight_or_tokenizer_file(tiny_model, tmp_path):

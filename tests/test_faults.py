@@ -24,14 +24,14 @@ class Raising(Backend):
     async def load(self):
         self.ready = True
 
-    async def score(self, items, deadline=None):
+    async def score(self, items, deadline=None, options=None):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
 class Hanging(Raising):
     model_version = "hanging@0"
 
-    async def score(self, items, deadline=None):
+    async def score(self, items, deadline=None, options=None):
         await asyncio.sleep(3600)
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_human_config
-from tests.test_server_process import start_server, stop
+from tests.conftest import start_server, stop
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 GUIDELINES = "Prefer responses that praise the film."

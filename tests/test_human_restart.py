@@ -8,8 +8,9 @@ import time
 
 import httpx
 
-from tests.conftest import free_port, write_human_config
-from tests.test_server_process import start_server, stop
+from bench.load import free_port
+from tests.conftest import write_human_config
+from tests.conftest import start_server, stop
 
 ALICE = {"Authorization": "Bearer token-alice"}
 

@@ -7,7 +7,7 @@ import threading
 import httpx
 
 from tests.conftest import POSITIVE_WORDS, make_tiny_policy, write_human_config
-from tests.test_server_process import start_server, stop
+from tests.conftest import start_server, stop
 from trainer_client import cli
 
 RATER = {"Authorization": "Bearer token-rater"}

@@ -1,25 +1,13 @@
 """PPO on a tiny random policy against a real service process, over real HTTP: reward rises."""
 
 import numpy as np
-import pytest
 
 from tests.conftest import make_tiny_policy
-from tests.test_server_process import start_server, stop
 from trainer_client.client import RewardClient
 from trainer_client.ppo.config import PPOSettings
 from trainer_client.ppo.trainer import PPOTrainer, summarize
 
 PROMPTS = ["the movie was", "this film is", "the story of the cast", "it was a", "the ending was", "the music"]
-
-
-@pytest.fixture(scope="module")
-def lexicon_service(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ppo-service")
-    config = folder / "reward.yaml"
-    config.write_text("default_backend: lexicon\nbackends:\n  lexicon: {type: lexicon}\n")
-    process, url = start_server(config)
-    yield url
-    stop(process)
 
 
 def test_ppo_raises_the_reward_of_a_tiny_policy(tmp_path, lexicon_service):

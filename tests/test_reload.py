@@ -7,7 +7,7 @@ import httpx
 
 from reward_service import model_store
 from tests.conftest import make_tiny_classifier
-from tests.test_server_process import start_server, stop
+from tests.conftest import start_server, stop
 
 ITEMS = [{"prompt": "Was it good?", "response": " Yes, very."}, {"prompt": "Q", "response": " meh"}]
 

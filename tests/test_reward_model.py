@@ -37,7 +37,7 @@ def test_two_step_training_writes_model_card_and_curve(tiny_rm):
     assert card["training"]["steps"] == 2 and card["training"]["trainer"] == "trl.RewardTrainer"
     assert card["data"]["train_pairs"] + card["data"]["held_out_pairs"] == len(PAIRS)
     assert 0 <= card["held_out_pairwise_accuracy"] <= 1
-    assert card["normalization"]["std"] > 0 and card["tokenization"] == {"max_length": 48, "text_pair": True}
+    assert card["normalization"]["std"] > 0 and card["tokenization"] == {"max_length": 48, "formatting": "pair", "truncation": "left"}
     assert json.loads((out / "model_card.json").read_text())["name"] == "tiny-rm"
     assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 1
 

@@ -7,21 +7,8 @@ import time
 import httpx
 import pytest
 
-from bench.load import start_service
-from tests.conftest import free_port
-
-
-def start_server(config_path, env_extra=None, port=None):
-    """The real service in a child process (its output kept for a failure message)."""
-    return start_service(config_path, env_extra, ready_timeout_s=120, port=port, keep_output=True)
-
-
-def stop(process):
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+from bench.load import free_port
+from tests.conftest import start_server, stop
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_URL, _postgres_schema_url
-from tests.test_server_process import start_server, stop
+from tests.conftest import start_server, stop
 
 pytestmark = [
     pytest.mark.slow,

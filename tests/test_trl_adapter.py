@@ -5,7 +5,6 @@ import asyncio
 import pytest
 
 from tests.conftest import make_tiny_policy
-from tests.test_ppo_run import lexicon_service  # noqa: F401  (a live service process, module-scoped)
 from trainer_client.trl_adapter import as_text, async_reward_function, reward_function
 
 
@@ -14,7 +13,7 @@ def test_chat_messages_are_flattened():
     assert as_text("plain") == "plain"
 
 
-def test_sync_and_async_reward_functions_score_over_http(lexicon_service):  # noqa: F811
+def test_sync_and_async_reward_functions_score_over_http(lexicon_service):
     sync = reward_function(lexicon_service, backend="lexicon")
     scores = sync(prompts=["p", "p"], completions=["I love it", "I hate it"], extra_column=[1, 2])
     assert scores[0] > 0.7 > 0.3 > scores[1]
@@ -26,7 +25,7 @@ def test_sync_and_async_reward_functions_score_over_http(lexicon_service):  # no
     assert sync.__name__ == "reward_service_lexicon"
 
 
-def test_grpo_runs_two_steps_against_the_live_service(tmp_path, lexicon_service):  # noqa: F811
+def test_grpo_runs_two_steps_against_the_live_service(tmp_path, lexicon_service):
     pytest.importorskip("trl")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer

@@ -11,8 +11,9 @@ import time
 import httpx
 
 
-def wait_until_ready(url: str, backend: str | None, timeout_s: float) -> None:
-    """Wait until the reward backend this run uses can score; stop at once if it failed to load."""
+def wait_until_ready(url: str, backend: str | None, timeout_s: float) -> dict:
+    """Wait until the reward backend this run uses can score (stop at once if it failed to
+    load); returns its entry of /v1/backends (name, type, model, ...)."""
     from trainer_client.client import API_KEY_ENV, auth_headers
 
     headers = auth_headers()
@@ -30,7 +31,7 @@ def wait_until_ready(url: str, backend: str | None, timeout_s: float) -> None:
                 raise SystemExit(f"ppo-train: backend {name!r} is not configured at {url} "
                                  f"(known: {', '.join(b['name'] for b in listing['backends'])})")
             if info["ready"]:
-                return
+                return info
             if info["error"]:
                 raise SystemExit(f"ppo-train: backend {name!r} failed to load: {info['error']}")
             last = f"backend {name!r} still loading"
@@ -61,19 +62,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    settings = config.load(args.config, {
-        "service_url": args.service_url, "backend": args.backend, "policy": args.policy, "prompts": args.prompts,
-        "steps": args.steps, "batch_size": args.batch_size, "output_dir": args.output_dir, "seed": args.seed,
-    })
-    if settings.backend == "human" and settings.reward_timeout_s < 600:
-        settings.reward_timeout_s = 3600  # people need time to rate a batch
-    wait_until_ready(settings.service_url, settings.backend, args.wait_for_service)
-    if settings.backend == "human":
+    try:
+        settings = config.load(args.config, {
+            "service_url": args.service_url, "backend": args.backend, "policy": args.policy, "prompts": args.prompts,
+            "steps": args.steps, "batch_size": args.batch_size, "output_dir": args.output_dir, "seed": args.seed,
+        })
+        prompts = load_prompts(settings.prompts, settings.prompt_words, settings.seed)
+    except ValueError as exc:
+        raise SystemExit(f"ppo-train: {exc}") from None
+    backend = wait_until_ready(settings.service_url, settings.backend, args.wait_for_service)
+    if backend["type"] == "human":
+        if settings.reward_timeout_s < 600:  # people need time to rate a batch
+            settings = settings.model_copy(update={"reward_timeout_s": 3600})
         print(f"human rewards: rate each step's {settings.batch_size} rollouts at "
               f"{settings.service_url.rstrip('/')}/label (each step waits up to {settings.reward_timeout_s:.0f}s "
               "for its batch)", file=sys.stderr)
     policy_dir = resolve_policy(settings.policy)
-    prompts = load_prompts(settings.prompts, settings.prompt_words, settings.seed)
     with RewardClient(settings.service_url, backend=settings.backend, timeout_s=settings.reward_timeout_s + 30,
                       on_model_change=settings.on_model_change) as client:
         trainer = PPOTrainer(settings, policy_dir, client, prompts)

@@ -58,6 +58,7 @@ class ScoreResult:
     members: dict | None = None
     truncated: list[bool] | None = None  # items the service cut to its max_chars_per_item
     sources: list[str] | None = None  # human backend: "human" or "fallback" per item
+    waited_s: float = 0.0  # time spent backing off between attempts (Retry-After or jitter)
 
 
 @dataclass
@@ -181,6 +182,7 @@ class RewardClient(_Common):
     def score(self, prompts: list[str], responses: list[str], request_id: str | None = None,
               timeout_s: float | None = None) -> ScoreResult:
         body, request_id = self._request(prompts, responses, request_id, timeout_s)
+        waited = 0.0
         for attempt in range(self.retry.max_retries + 1):
             try:
                 outcome = self._http.post("/score", json=body, timeout=self._http_timeout(timeout_s))
@@ -188,8 +190,10 @@ class RewardClient(_Common):
                 outcome = exc
             result, wait = self._judge(outcome, len(prompts), attempt, request_id)
             if result is not None:
+                result.waited_s = waited
                 return result
             time.sleep(wait)
+            waited += wait
 
     def close(self) -> None:
         self._http.close()
@@ -215,6 +219,7 @@ class AsyncRewardClient(_Common):
     async def score(self, prompts: list[str], responses: list[str], request_id: str | None = None,
                     timeout_s: float | None = None) -> ScoreResult:
         body, request_id = self._request(prompts, responses, request_id, timeout_s)
+        waited = 0.0
         for attempt in range(self.retry.max_retries + 1):
             try:
                 outcome = await self._http.post("/score", json=body, timeout=self._http_timeout(timeout_s))
@@ -222,8 +227,10 @@ class AsyncRewardClient(_Common):
                 outcome = exc
             result, wait = self._judge(outcome, len(prompts), attempt, request_id)
             if result is not None:
+                result.waited_s = waited
                 return result
             await asyncio.sleep(wait)
+            waited += wait
 
     async def aclose(self) -> None:
         await self._http.aclose()

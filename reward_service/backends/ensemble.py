@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 
-from reward_service.backends.base import Backend
+from reward_service.backends.base import DEFAULT_OPTIONS, Backend
 from reward_service.config import EnsembleBackendSettings
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
 
 
 class EnsembleBackend(Backend):
@@ -58,16 +58,21 @@ class EnsembleBackend(Backend):
                 self._standardiser(member)
         self.ready = True
 
-    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
-        """The weighted sum, each member's scores, and the version built from the members that scored."""
+    async def score(self, items: list[Item], deadline: float | None = None,
+                    options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
+        """The weighted sum, each member's scores, and the version built from the members that
+        scored; an item counts as truncated if any member cut it."""
         names = [m.backend for m in self.settings.members]
-        results = await asyncio.gather(*(self.members[n].score(items, deadline) for n in names))
+        results = await asyncio.gather(*(self.members[n].score(items, deadline, options) for n in names))
         total = np.zeros(len(items))
         for member, scored in zip(self.settings.members, results):
             mean, std = self._standardiser(member)
             total += member.weight * (np.asarray(scored.scores) - mean) / std
+        cuts = [r.truncated for r in results if r.truncated is not None]
         return Scored(total.tolist(), self._version([r.model for r in results]),
-                      members={n: r.scores for n, r in zip(names, results)})
+                      members={n: r.scores for n, r in zip(names, results)},
+                      truncated=[any(flags) for flags in zip(*cuts)] if cuts else None,
+                      notes=[note for r in results for note in r.notes or []] or None)
 
     def details(self) -> dict:
         return {"members": [m.model_dump() for m in self.settings.members], "return_members": self.settings.return_members}

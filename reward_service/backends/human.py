@@ -17,12 +17,12 @@ import hashlib
 import json
 import logging
 
-from reward_service.backends.base import Backend, QueuedBackend
+from reward_service.backends.base import DEFAULT_OPTIONS, Backend, QueuedBackend
 from reward_service.config import HumanBackendSettings
 from reward_service.human.jobs import JobOutcome, Jobs
 from reward_service.human.queue import REOPEN_INTERVAL_S, HumanQueue
 from reward_service.human.store import Job
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class HumanBackend(QueuedBackend):
     async def outcome(self, job_id: str) -> JobOutcome | None:
         return await self.jobs.outcome(job_id)
 
-    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+    async def score(self, items: list[Item], deadline: float | None = None,
+                    options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
         """The plain protocol (an ensemble member): submit and wait, blocking."""
         loop = asyncio.get_running_loop()
         if deadline is None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from reward_service.backends.base import Backend
+from reward_service.backends.base import DEFAULT_OPTIONS, Backend
 from reward_service.config import LexiconBackendSettings
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
 
 
 class LexiconBackend(Backend):
@@ -33,7 +33,8 @@ class LexiconBackend(Backend):
     def _score_sync(self, texts: list[str]) -> list[float]:
         return [(self._analyzer.polarity_scores(text)["compound"] + 1.0) / 2.0 for text in texts]
 
-    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+    async def score(self, items: list[Item], deadline: float | None = None,
+                    options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
         texts = [item.prompt + item.response if self.settings.use_prompt else item.response for item in items]
         return Scored(await asyncio.to_thread(self._score_sync, texts), self.model_version)
 

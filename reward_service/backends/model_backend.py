@@ -13,9 +13,9 @@ import logging
 import numpy as np
 
 from reward_service import model_store
-from reward_service.backends.base import Backend
+from reward_service.backends.base import DEFAULT_OPTIONS, Backend
 from reward_service.engine.model import ModelEngine
-from reward_service.items import Item, Scored
+from reward_service.items import Item, ScoreOptions, Scored
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,13 @@ class ModelBackend(Backend):
         """Check a freshly loaded engine against its own settings (`engine.settings`: on a
         reload, the new ones); raise if unusable."""
 
-    def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
+    def rewards(self, engine: ModelEngine, outputs: np.ndarray) -> np.ndarray:
+        """One reward per row of the model's outputs."""
         raise NotImplementedError
+
+    def objectives(self, engine: ModelEngine, outputs: np.ndarray) -> dict[str, list[float]] | None:
+        """Every named output column, for requests that ask (multi-objective heads)."""
+        return None
 
     async def load(self) -> None:
         await asyncio.to_thread(self.engine.load)
@@ -73,14 +78,14 @@ class ModelBackend(Backend):
         await asyncio.gather(*self._retired, return_exceptions=True)
         await self.engine.close()
 
-    async def score(self, items: list[Item], deadline: float | None = None) -> Scored:
+    async def score(self, items: list[Item], deadline: float | None = None,
+                    options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
         engine = self.engine  # one engine for the whole request, even if a reload switches mid-way
-        responses = [item.response for item in items]
-        if engine.settings.use_prompt:
-            logits = await engine.logits([item.prompt for item in items], responses, deadline)
-        else:
-            logits = await engine.logits(responses, None, deadline)
-        return Scored(self.rewards(engine, logits).astype(float).tolist(), engine.version)
+        outputs = await engine.outputs(items, deadline, options.truncation)
+        rewards = self.rewards(engine, outputs.values).astype(float).tolist()
+        objectives = self.objectives(engine, outputs.values) if options.objectives else None
+        return Scored(rewards, engine.version, truncated=outputs.truncated if any(outputs.truncated) else None,
+                      objectives=objectives, notes=outputs.notes or None)
 
     def batchers(self) -> list:
         return [self.engine.batcher]

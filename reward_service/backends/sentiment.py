@@ -34,17 +34,17 @@ class SentimentBackend(ModelBackend):
     def prepare(self, engine: ModelEngine) -> None:
         if engine.config.num_labels < 2:
             raise ValueError(f"{engine.model_dir} has a single output; serve it with type: learned-rm")
-        engine.reward_column = positive_index(engine.settings.positive_label, engine.config.id2label, engine.card)
+        engine.reading = positive_index(engine.settings.positive_label, engine.config.id2label, engine.card)
 
     def rewards(self, engine: ModelEngine, logits: np.ndarray) -> np.ndarray:
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (shifted / shifted.sum(axis=1, keepdims=True))[:, engine.reward_column]
+        return (shifted / shifted.sum(axis=1, keepdims=True))[:, engine.reading]
 
     def details(self) -> dict:
         labels = self.engine.config.id2label if self.engine.config else {}
         return {
             "range": [0.0, 1.0],
-            "positive_label": labels.get(self.engine.reward_column, self.engine.reward_column),
+            "positive_label": labels.get(self.engine.reading, self.engine.reading),
             "held_out_accuracy": self.engine.card.get("held_out_accuracy"),
             **super().details(),
         }

@@ -1,7 +1,8 @@
 """Dynamic batching: many requests' items, few forward passes.
 
 Each model-based backend owns one `DynamicBatcher`. Requests put their
-pre-tokenised items in its queue; one worker task takes everything waiting
+pre-tokenised items (rows: whatever the inference function takes, opaque here
+apart from their length) in its queue; one worker task takes everything waiting
 (after letting the first item wait up to `max_wait_ms` for company), drops items
 whose request expired or was cancelled, sorts the rest by length so rows of
 similar length share a batch (less padding), cuts batches by `max_batch_size`
@@ -15,21 +16,21 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from reward_service.config import BatchingSettings
 from reward_service.errors import DeadlineExceeded, Overloaded
 
-# infer(input_ids rows, token_type_ids rows) -> array with one row of outputs per input row
-InferFn = Callable[[list[list[int]], list[list[int]]], np.ndarray]
+Row = Any  # one encoded item; the batcher only asks its length (tokens)
+InferFn = Callable[[list[Row]], np.ndarray]  # rows -> one row of outputs per input row
 
 
 @dataclass(eq=False)
 class _Request:
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
+    rows: list[Row]
+    lengths: list[int]
     deadline: float | None
     future: asyncio.Future
     results: list[np.ndarray | None] = field(default_factory=list)
@@ -51,8 +52,10 @@ class BatchStats:
 
 
 class DynamicBatcher:
-    def __init__(self, infer: InferFn, settings: BatchingSettings, name: str = "model"):
+    def __init__(self, infer: InferFn, settings: BatchingSettings, name: str = "model",
+                 length: Callable[[Row], int] = len):
         self._infer = infer
+        self._length = length
         self.settings = settings
         self.name = name
         self._pending: list[tuple[_Request, int, float]] = []  # (request, item index, enqueue time)
@@ -85,18 +88,16 @@ class DynamicBatcher:
         self._pending.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(
-        self, input_ids: list[list[int]], token_type_ids: list[list[int]], deadline: float | None = None
-    ) -> np.ndarray:
+    async def submit(self, rows: list[Row], deadline: float | None = None) -> np.ndarray:
         """Queue one request's rows; return its outputs stacked in the same order.
 
         Raises Overloaded when the queue is full, DeadlineExceeded when the
         deadline (event-loop time) passes first. Cancelling the caller drops its
         items before inference.
         """
-        if not input_ids:
+        if not rows:
             return np.zeros((0,), dtype=np.float32)
-        if self.queued_items + len(input_ids) > self.settings.max_queue_items:
+        if self.queued_items + len(rows) > self.settings.max_queue_items:
             self.stats.rejected_requests += 1
             raise Overloaded(
                 f"backend {self.name!r} has {self.queued_items} items queued (limit "
@@ -105,11 +106,11 @@ class DynamicBatcher:
             )
         self.start()
         loop = asyncio.get_running_loop()
-        request = _Request(input_ids, token_type_ids, deadline, loop.create_future())
-        request.results = [None] * len(input_ids)
-        request.remaining = len(input_ids)
+        request = _Request(rows, [self._length(row) for row in rows], deadline, loop.create_future())
+        request.results = [None] * len(rows)
+        request.remaining = len(rows)
         now = time.perf_counter()
-        self._pending.extend((request, i, now) for i in range(len(input_ids)))
+        self._pending.extend((request, i, now) for i in range(len(rows)))
         self._wakeup.set()
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
@@ -158,10 +159,10 @@ class DynamicBatcher:
 
     def _cut(self, entries: list[tuple[_Request, int, float]]) -> list[list[tuple[_Request, int, float]]]:
         """Sort by length, then cut greedily under the size and padded-token budgets."""
-        entries = sorted(entries, key=lambda e: len(e[0].input_ids[e[1]]))
+        entries = sorted(entries, key=lambda e: e[0].lengths[e[1]])
         batches, current, longest = [], [], 0
         for entry in entries:
-            length = len(entry[0].input_ids[entry[1]])
+            length = entry[0].lengths[entry[1]]
             grown = max(longest, length)
             if current and (
                 len(current) >= self.settings.max_batch_size
@@ -180,11 +181,10 @@ class DynamicBatcher:
         batch = [entry for entry in batch if not entry[0].dead(now)]
         if not batch:
             return
-        ids = [request.input_ids[i] for request, i, _ in batch]
-        types = [request.token_type_ids[i] for request, i, _ in batch]
+        rows = [request.rows[i] for request, i, _ in batch]
         started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._infer, ids, types)
+            outputs = await loop.run_in_executor(self._executor, self._infer, rows)
         except Exception as exc:  # the model failed: fail these requests, keep serving
             for request, _, _ in batch:
                 if not request.future.done():
@@ -193,7 +193,7 @@ class DynamicBatcher:
         finished = time.perf_counter()
         self.stats.batches += 1
         self.stats.items += len(batch)
-        tokens = max(len(row) for row in ids) * len(ids)
+        tokens = max(request.lengths[i] for request, i, _ in batch) * len(batch)
         for observe in self.stats.observers:
             observe(len(batch), tokens, finished - started, started - min(t for _, _, t in batch))
         for (request, index, _), row in zip(batch, outputs):

@@ -11,68 +11,74 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 from reward_service import model_store
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-EXPORT_VERSION = 1  # bump when the export code changes what it writes
+EXPORT_VERSION = 2  # bump when the export code changes what it writes
 # Per-channel weight scales: on MiniLM this kept Pearson vs fp32 at 0.996 where
 # per-tensor scales gave 0.987, at the same speed. The name keys the cache.
 INT8_VARIANT = "int8-per-channel"
+INLINE_LIMIT_BYTES = 1_500_000_000  # weights above this export with external data (protobuf's limit is 2 GB)
 
 
 def cache_dir() -> Path:
     return model_store.home() / "onnx"
 
 
-def export_key(model_dir: Path) -> str:
-    settings = {"opset": OPSET, "inputs": INPUT_NAMES, "export_version": EXPORT_VERSION}
+def export_key(model_dir: Path, input_names: Sequence[str], pad_id: int) -> str:
+    settings = {"opset": OPSET, "inputs": list(input_names), "pad_id": pad_id, "export_version": EXPORT_VERSION}
     digest = hashlib.sha256(model_store.content_hash(model_dir).encode())
     digest.update(json.dumps(settings, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
-def _export(model_dir: Path, target: Path) -> None:
+def _export(model_dir: Path, target: Path, input_names: Sequence[str], pad_id: int) -> None:
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
+    from reward_service.engine.runtime import load_classifier
+
+    model = load_classifier(model_dir, False, pad_id)
 
     class LogitsOnly(torch.nn.Module):
+        """The model with its inputs by position (in `input_names` order) and only logits out."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).logits
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(input_names, inputs))).logits
 
     # The example must contain padding: with an all-ones mask transformers skips
     # masking entirely, and the traced graph would ignore attention_mask.
-    ids = torch.full((2, 8), 100, dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     mask[1, 5:] = 0
+    example = {"input_ids": torch.full((2, 8), 100, dtype=torch.long), "attention_mask": mask}
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     torch.onnx.export(
         LogitsOnly(model).eval(),
-        (ids, mask, torch.zeros_like(ids)),
+        tuple(example.get(name, torch.zeros((2, 8), dtype=torch.long)) for name in input_names),
         str(target),
-        input_names=list(INPUT_NAMES),
+        input_names=list(input_names),
         output_names=["logits"],
-        dynamic_shapes={name: {0: batch, 1: seq} for name in INPUT_NAMES},
+        dynamic_shapes=(tuple({0: batch, 1: seq} for _ in input_names),),
         opset_version=OPSET,
         dynamo=True,
-        external_data=False,
+        external_data=_weight_bytes(model_dir) > INLINE_LIMIT_BYTES,  # protobuf cannot hold 2 GB inline
     )
 
 
-def export_onnx(model_dir: Path) -> Path:
-    """Return the fp32 ONNX graph for `model_dir`, exporting it on first use."""
-    folder = cache_dir() / export_key(model_dir)
+def _weight_bytes(model_dir: Path) -> int:
+    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+
+
+def export_onnx(model_dir: Path, input_names: Sequence[str], pad_id: int) -> Path:
+    """Return the fp32 ONNX graph for `model_dir` taking `input_names`, exporting it on first use."""
+    folder = cache_dir() / export_key(model_dir, input_names, pad_id)
     graph = folder / "model.onnx"
     if graph.is_file():
         log.info("reusing cached ONNX export %s", graph)
@@ -80,7 +86,7 @@ def export_onnx(model_dir: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".model.onnx.{os.getpid()}"
     log.info("exporting %s to ONNX (cached in %s)", model_dir, folder)
-    _export(model_dir, staging)
+    _export(model_dir, staging, input_names, pad_id)
     staging.replace(graph)  # atomic: a concurrent start never reads half a file
     write_meta(folder, {"source": str(model_dir), "version": model_store.version(model_dir), "opset": OPSET})
     return graph
@@ -118,20 +124,5 @@ def quantize_int8(fp32_graph: Path) -> Path:
         quantize_dynamic(str(stripped), str(staging), weight_type=QuantType.QInt8, per_channel=True)
     finally:
         stripped.unlink(missing_ok=True)
-    staging.replace(target)
-    return target
-
-
-def convert_fp16(fp32_graph: Path) -> Path:
-    """fp16 weights and compute for the CUDA provider (inputs and outputs stay int64/float32)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    import onnx
-
-    target = fp32_graph.with_name("model.fp16.onnx")
-    if target.is_file():
-        return target
-    staging = fp32_graph.with_name(f".model.fp16.onnx.{os.getpid()}")
-    onnx.save(convert_float_to_float16(onnx.load(str(fp32_graph)), keep_io_types=True), str(staging))
     staging.replace(target)
     return target

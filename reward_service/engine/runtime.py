@@ -1,13 +1,18 @@
-"""Runtimes: something that turns padded token arrays into logits.
+"""Runtimes: something that turns padded token arrays into rewards' raw outputs.
 
-`OnnxRuntime` (default) runs an exported graph with onnxruntime, which releases
-the GIL, so the event loop keeps serving while a batch runs. `TorchRuntime`
-runs the Hugging Face model directly, for users who want no export step.
+Two runtimes behind one batcher:
+- `OnnxRuntime`, the CPU path: an exported graph run by onnxruntime (which releases
+  the GIL, so the event loop keeps serving), int8 when it passes the fidelity check.
+- `TorchRuntime`, the GPU path (and the CPU path for custom-code models or by
+  choice): the Hugging Face model itself, in bf16 (or fp16) with SDPA attention on CUDA.
+
+`make_runtime` picks one from the settings and what this machine has; every
+choice and fallback is logged and recorded in the runtime's `description`,
+which /v1/backends shows.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 
@@ -15,116 +20,148 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def load_classifier(model_dir: Path, trust_remote_code: bool, pad_id: int, **options):
+    """The sequence-classification model of `model_dir`, told which id pads its batches."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, use_safetensors=True, trust_remote_code=trust_remote_code, **options).eval()
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = pad_id  # decoders read the reward at the last non-pad token
+    return model
+
+
+def read_output(outputs, name: str):
+    """The rewards tensor from a model's outputs (`logits`, or e.g. ArmoRM's `score`), as
+    (batch, columns)."""
+    value = getattr(outputs, name, None)
+    if value is None and isinstance(outputs, dict):
+        value = outputs.get(name)
+    if value is None:
+        available = list(outputs.keys()) if hasattr(outputs, "keys") else type(outputs).__name__
+        raise ValueError(f"the model's output has no {name!r} (it has {available}); set `output` in the config")
+    return value.reshape(value.shape[0], -1)
+
 
 class TorchRuntime:
-    def __init__(self, model_dir: Path, threads: int = 0):
+    def __init__(self, model_dir: Path, settings, pad_id: int, device: str, precision: str):
         import torch
-        from transformers import AutoModelForSequenceClassification
 
-        if threads:
-            torch.set_num_threads(threads)
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         self._torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
-        # inspect.signature sees through the decorators transformers wraps forward in
-        self._accepts_types = "token_type_ids" in inspect.signature(self.model.forward).parameters
-        self.description = {"runtime": "torch", "provider": "cpu", "precision": "fp32"}
+        self.device = device
+        self.output = settings.output
+        options = {"dtype": getattr(torch, TORCH_DTYPES[precision])}
+        try:
+            self.model = load_classifier(model_dir, settings.trust_remote_code, pad_id,
+                                         attn_implementation="sdpa", **options)
+        except (ValueError, ImportError) as exc:  # a model class without SDPA support
+            if "attention" not in str(exc).lower():
+                raise
+            self.model = load_classifier(model_dir, settings.trust_remote_code, pad_id, **options)
+        self.model.to(device)
+        self.description = {
+            "runtime": "torch", "device": device, "precision": precision,
+            "attention": getattr(self.model.config, "_attn_implementation", None) or "default",
+        }
 
     def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
-        feeds = {k: torch.from_numpy(v) for k, v in arrays.items() if k != "token_type_ids" or self._accepts_types}
+        feeds = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.inference_mode():
-            return self.model(**feeds).logits.float().numpy()
+            return read_output(self.model(**feeds), self.output).float().cpu().numpy()
 
 
 class OnnxRuntime:
-    def __init__(self, graph: Path, threads: int = 0, providers: list[str] | None = None):
+    def __init__(self, graph: Path, threads: int = 0):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(graph), options, providers=providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self.session.get_inputs()]
-        self.description = {
-            "runtime": "onnx",
-            "provider": self.session.get_providers()[0],
-            "graph": str(graph),
-        }
+        self.description = {"runtime": "onnx", "device": "cpu", "provider": "CPUExecutionProvider",
+                            "graph": str(graph)}
 
     def run(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         feeds = {name: arrays[name] for name in self._inputs}
         return self.session.run(None, feeds)[0].astype(np.float32, copy=False)
 
 
-def cuda_available_to_onnxruntime() -> bool:
-    import onnxruntime as ort
+def cuda_available() -> bool:
+    import torch
 
-    return "CUDAExecutionProvider" in ort.get_available_providers()
+    return torch.cuda.is_available()
 
 
-def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray]):
-    """Pick device and precision from the settings and what this machine has.
-
-    `sample_feeds` (padded sample inputs) are used to check a cheaper graph
-    against fp32 before accepting it. Every choice and fallback is logged and
-    recorded in the runtime's `description`, which /v1/backends shows.
-    """
-    from reward_service.engine import export, fidelity
-
+def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray], pad_id: int):
+    """The runtime these settings ask for on this machine. `sample_feeds` (padded sample
+    inputs) check a cheaper graph against fp32 before it is accepted."""
     notes: list[str] = []
-    wants_cuda = settings.device in ("auto", "cuda")
-    if settings.runtime == "torch":
-        runtime = TorchRuntime(model_dir, settings.threads)
-        if settings.device == "cuda" or settings.precision in ("int8", "fp16"):
-            notes.append("the torch runtime serves fp32 on CPU; use runtime: onnx for int8 or CUDA fp16")
-        runtime.description["notes"] = notes
-        for note in notes:
-            log.warning("%s: %s", model_dir, note)
-        return runtime
-
-    fp32_graph = export.export_onnx(model_dir)
-    cuda = wants_cuda and cuda_available_to_onnxruntime()
+    cuda = settings.device in ("auto", "cuda") and cuda_available()
     if settings.device == "cuda" and not cuda:
-        notes.append("device: cuda was asked for but onnxruntime has no CUDAExecutionProvider here; serving on CPU")
+        notes.append("device: cuda was asked for but torch sees no GPU; serving on CPU")
+    runtime = settings.runtime
+    if runtime == "auto":
+        runtime = "torch" if cuda or settings.trust_remote_code else "onnx"
+    elif runtime == "onnx" and settings.trust_remote_code:
+        notes.append("a model with its own code (trust_remote_code) is served by torch, not exported to ONNX")
+        runtime = "torch"
+    elif runtime == "onnx" and cuda:
+        notes.append("ONNX is the CPU path here (no onnxruntime-gpu); runtime: torch serves on the GPU")
+        cuda = False
 
-    if cuda:
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        if settings.precision in ("auto", "fp16"):
-            graph, precision = export.convert_fp16(fp32_graph), "fp16"
-        else:
-            graph, precision = fp32_graph, "fp32"
-            if settings.precision == "int8":
-                notes.append("int8 is a CPU optimisation; serving fp32 on CUDA")
-        runtime = OnnxRuntime(graph, settings.threads, providers)
-        if runtime.description["provider"] != "CUDAExecutionProvider":
-            notes.append("the CUDA provider failed to start; onnxruntime fell back to CPU")
-        if precision == "fp16":
-            reference = OnnxRuntime(fp32_graph, settings.threads, ["CPUExecutionProvider"]).run(sample_feeds)
-            runtime.description["fidelity_vs_fp32"] = fidelity.compare(reference, runtime.run(sample_feeds))
+    if runtime == "torch":
+        precision = _torch_precision(settings.precision, cuda, notes)
+        built = TorchRuntime(model_dir, settings, pad_id, "cuda" if cuda else "cpu", precision)
     else:
-        precision = "fp32"
-        runtime = OnnxRuntime(fp32_graph, settings.threads)
-        if settings.precision == "fp16":
-            notes.append("fp16 needs CUDA; serving fp32 on CPU")
-        if settings.precision in ("auto", "int8"):
-            quantized, check = _checked_int8(fp32_graph, runtime, settings, sample_feeds)
-            if quantized is not None:
-                runtime, precision = quantized, "int8"
-            else:
-                notes.append(
-                    f"int8 refused: Pearson {check['pearson']} vs fp32 is below int8_min_pearson "
-                    f"{settings.int8_min_pearson}; serving fp32"
-                )
-            runtime.description["int8_fidelity_vs_fp32"] = check
-    runtime.description["precision"] = precision
-    runtime.description["notes"] = notes
+        built = _onnx_runtime(model_dir, settings, sample_feeds, pad_id, notes)
+    built.description["notes"] = notes
     for note in notes:
         log.warning("%s: %s", model_dir, note)
+    return built
+
+
+def _torch_precision(asked: str, cuda: bool, notes: list[str]) -> str:
+    if cuda:
+        if asked == "int8":
+            notes.append("int8 is the CPU (ONNX) path; serving bf16 on CUDA")
+        return {"auto": "bf16", "int8": "bf16"}.get(asked, asked)
+    if asked in ("fp16", "bf16", "int8"):
+        notes.append(f"{asked} asked for, but torch on CPU serves fp32 (int8: use runtime: onnx)")
+    return "fp32"
+
+
+def _onnx_runtime(model_dir: Path, settings, sample_feeds, pad_id: int, notes: list[str]) -> OnnxRuntime:
+    from reward_service.engine import export
+
+    if settings.output != "logits":
+        raise ValueError(f"output {settings.output!r}: only `logits` is exported to ONNX; use runtime: torch")
+    fp32_graph = export.export_onnx(model_dir, list(sample_feeds), pad_id)
+    runtime, precision = OnnxRuntime(fp32_graph, settings.threads), "fp32"
+    if settings.precision in ("fp16", "bf16"):
+        notes.append(f"{settings.precision} needs CUDA (runtime: torch); serving fp32 on CPU")
+    if settings.precision in ("auto", "int8"):
+        quantized, check = _checked_int8(fp32_graph, runtime, settings, sample_feeds)
+        if quantized is not None:
+            runtime, precision = quantized, "int8"
+        else:
+            notes.append(
+                f"int8 refused: Pearson {check['pearson']} vs fp32 is below int8_min_pearson "
+                f"{settings.int8_min_pearson}; serving fp32"
+            )
+        runtime.description["int8_fidelity_vs_fp32"] = check
+    runtime.description["precision"] = precision
     return runtime
 
 
-def _checked_int8(fp32_graph: Path, fp32_runtime: "OnnxRuntime", settings, sample_feeds):
+def _checked_int8(fp32_graph: Path, fp32_runtime: OnnxRuntime, settings, sample_feeds):
     """Quantise (cached), compare with fp32 on the samples, accept only above the threshold."""
     from reward_service.engine import export, fidelity
 

@@ -1,44 +1,48 @@
-"""One tokenisation, used by training and serving alike.
+"""One tokenisation, used by training and serving alike, and padding rows into a batch.
 
 A reward model is only as good as the match between the token ids it was trained
-on and the ones it is served. Both sides call `encode_texts`, so they cannot drift.
+on and the ones it is served. Both sides format through `engine.formatting`
+(training via `encode_conversations` here), so they cannot drift.
+
+An encoded item is `Features`: the token-level inputs the tokenizer gives, by name
+(`input_ids`, and `token_type_ids` for encoders that take segments). Which inputs a
+model takes is the model's business: `pad_batch` fills exactly those, zeros for any
+the tokenizer did not give, and derives `attention_mask` from the row lengths.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Encoded:
-    """Unpadded token ids per item; the batcher pads per batch."""
-
-    input_ids: list[list[int]]
-    token_type_ids: list[list[int]]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
+Features = dict[str, list[int]]  # one item: input name -> token-level values, `input_ids` always present
 
 
-def encode_texts(tokenizer, texts: list[str], pairs: list[str] | None = None, max_length: int = 256) -> Encoded:
-    """Tokenise single texts, or (text, pair) as a BERT text pair, truncated the same way always."""
-    kwargs = dict(truncation="longest_first" if pairs is not None else True, max_length=max_length)
-    out = tokenizer(texts, pairs, **kwargs) if pairs is not None else tokenizer(texts, **kwargs)
-    ids = out["input_ids"]
-    types = out.get("token_type_ids") or [[0] * len(row) for row in ids]
-    return Encoded(input_ids=list(ids), token_type_ids=list(types))
+def encode_conversations(tokenizer, conversations: list[list[dict]], mode: str, max_length: int) -> list[Features]:
+    """Training's encoding: formatted exactly as served (`mode`: see `engine.formatting`), an
+    example over `max_length` cut from the left as `truncation: left` serves it."""
+    from reward_service.engine import formatting
+
+    encoded = formatting.encode(tokenizer, conversations, mode)
+    return [item.features() for item in formatting.fit_length(encoded, max_length, "left")]
 
 
-def pad_batch(input_ids: list[list[int]], token_type_ids: list[list[int]], pad_id: int) -> dict[str, np.ndarray]:
-    """Right-pad to the longest row; inputs the tokenizer did not give are zeros."""
-    width = max(len(row) for row in input_ids)
-    batch = np.full((len(input_ids), width), pad_id, dtype=np.int64)
-    types = np.zeros((len(input_ids), width), dtype=np.int64)
-    mask = np.zeros((len(input_ids), width), dtype=np.int64)
-    for i, (row, type_row) in enumerate(zip(input_ids, token_type_ids)):
-        batch[i, : len(row)] = row
-        types[i, : len(type_row)] = type_row
-        mask[i, : len(row)] = 1
-    return {"input_ids": batch, "attention_mask": mask, "token_type_ids": types}
+def pad_batch(rows: list[Features], pad_id: int, input_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Right-pad every row to the longest: `input_ids` with `pad_id`, other inputs with zeros.
+    `input_names`: what the model takes (default: what the rows carry, plus `attention_mask`)."""
+    if input_names is None:
+        input_names = [*rows[0], "attention_mask"]
+    lengths = np.fromiter((len(row["input_ids"]) for row in rows), dtype=np.int64, count=len(rows))
+    filled = np.arange(lengths.max()) < lengths[:, None]  # True where a row has a token
+    batch = {}
+    for name in input_names:
+        if name == "attention_mask":
+            batch[name] = filled.astype(np.int64)
+            continue
+        values = np.full(filled.shape, pad_id if name == "input_ids" else 0, dtype=np.int64)
+        if all(name in row for row in rows):
+            values[filled] = np.fromiter((v for row in rows for v in row[name]), dtype=np.int64,
+                                         count=int(lengths.sum()))
+        batch[name] = values
+    return batch

@@ -55,10 +55,11 @@ def require_admin_key(request: Request, credentials: Credentials = Depends(ADMIN
     request.app.state.authenticator.check_admin(_token(credentials))
 
 
-def require_metrics_access(request: Request, credentials: Credentials = Depends(API_KEY)) -> None:
-    """/metrics is public unless `auth.metrics_public: false`; then it needs an API key."""
+async def require_metrics_access(request: Request) -> None:
+    """/metrics is public unless `auth.metrics_public: false`; then it needs an API key. (Read
+    here, not declared as a security scheme: by default the route takes no key at all.)"""
     if not request.app.state.settings.auth.metrics_public:
-        request.app.state.authenticator.check_api(_token(credentials))
+        request.app.state.authenticator.check_api(_token(await API_KEY(request)))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from reward_service import errors, schemas
-from reward_service.items import Item
+from reward_service.items import Item, ScoreOptions
 from reward_service.routes.dependencies import APIKey, RegistryDep, ScorerDep
 from reward_service.routes.errors import SCORING_ERRORS
 from reward_service.routes.limits import until_disconnect
@@ -27,10 +27,10 @@ def job_response(backend_name: str, model: str, outcome) -> schemas.JobResponse:
     **SCORING_ERRORS, 202: {"model": schemas.JobResponse, "description": "human backend with `wait: false`"}})
 async def score(body: schemas.ScoreRequest, request: Request, scorer: ScorerDep):
     """One reward per item, in order. The response names the exact model version."""
-    items = [Item(item.prompt, item.response) for item in body.items]
-    result = await until_disconnect(
-        request, scorer.score(items, body.backend, body.request_id, body.timeout_s, body.return_members, body.wait)
-    )
+    items = [item.to_item() for item in body.items]
+    options = ScoreOptions(truncation=body.truncation, objectives=body.return_objectives)
+    result = await until_disconnect(request, scorer.score(
+        items, body.backend, body.request_id, body.timeout_s, body.return_members, body.wait, options))
     job = result.job
     if job is not None and job.pending:
         pending = job_response(result.backend, result.model, job)
@@ -38,25 +38,27 @@ async def score(body: schemas.ScoreRequest, request: Request, scorer: ScorerDep)
         return JSONResponse(pending.model_dump(), status_code=202, headers={"Location": pending.poll})
     return schemas.ScoreResponse(
         backend=result.backend, model=result.model, scores=result.scores, request_id=result.request_id,
-        elapsed_ms=result.elapsed_ms, members=result.members, truncated=result.truncated,
-        job_id=job.job_id if job else None, sources=job.sources if job else None,
+        elapsed_ms=result.elapsed_ms, members=result.members, objectives=result.objectives,
+        truncated=result.truncated, notes=result.notes, job_id=job.job_id if job else None, sources=job.sources if job else None,
         ratings=job.ratings if job else None, fallback_model=job.fallback_model if job else None,
     )
 
 
 @router.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=SCORING_ERRORS)
 async def get_reward(body: schemas.OpenRLHFRequest, request: Request, scorer: ScorerDep, backend: str | None = None):
-    """OpenRLHF remote reward model format (`--remote_rm_url http://host:port/get_reward`).
-    Each query is prompt + response in one string. With `prompts` (sent by recent OpenRLHF),
-    each query is split into (prompt, response) and scored as a pair; otherwise as the response."""
-    prompts = body.prompts if body.prompts and len(body.prompts) == len(body.query) else None
-    if prompts and all(q.startswith(p) for p, q in zip(prompts, body.query)):
-        items = [Item(p, q[len(p):]) for p, q in zip(prompts, body.query)]
-    else:
-        items = [Item("", text) for text in body.query]
-    result = await until_disconnect(request, scorer.score(items, backend))
-    return schemas.OpenRLHFResponse(rewards=result.scores, backend=result.backend, model=result.model,
-                                    truncated=result.truncated)
+    """OpenRLHF's remote reward model format (`--remote_rm_url http://host:port/get_reward`).
+    Each query is the policy's rendered prompt + response; with `prompts` it is split into
+    (prompt, response), otherwise scored as the response. A reward model with its own chat
+    template gets the conversation recovered from the policy's chat markup (the reply's `notes`
+    say so). `labels` are the references of verifiable-reward backends."""
+    prompts = body.prompts or [""] * len(body.query)
+    labels = body.labels or [None] * len(body.query)
+    items = [Item(p, q[len(p):], reference=label, rendered=True) for p, q, label in zip(prompts, body.query, labels)]
+    result = await until_disconnect(
+        request, scorer.score(items, backend, return_members=True, options=ScoreOptions(objectives=True)))
+    return schemas.OpenRLHFResponse(
+        rewards=result.scores, scores=result.scores, extra_logs={**(result.members or {}), **(result.objectives or {})},
+        backend=result.backend, model=result.model, truncated=result.truncated, notes=result.notes)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=schemas.JobResponse, responses={404: schemas.ERROR_MODEL})

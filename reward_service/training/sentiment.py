@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reward_service import model_store
-from reward_service.engine.tokenization import encode_texts, pad_batch
+from reward_service.engine.tokenization import encode_conversations, pad_batch
 from reward_service.training import data
 
 MAX_LENGTH = 96  # reviews are one or two sentences; 99% fit in 96 tokens
@@ -30,15 +30,20 @@ def _batches(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _encode(tokenizer, texts: list[str]):
+    """Each review alone, as plain text: how `sentiment` serves a response (use_prompt: false)."""
+    return encode_conversations(tokenizer, [[{"role": "assistant", "content": t}] for t in texts], "concat", MAX_LENGTH)
+
+
 def _padded(encoded, index: list[int], pad_id: int) -> dict[str, torch.Tensor]:
-    arrays = pad_batch([encoded.input_ids[i] for i in index], [encoded.token_type_ids[i] for i in index], pad_id)
+    arrays = pad_batch([encoded[i] for i in index], pad_id)
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
 @torch.no_grad()
 def _accuracy(model, encoded, labels: list[int], pad_id: int, batch_size: int = 128) -> float:
     model.eval()
-    order = sorted(range(len(labels)), key=lambda i: len(encoded.input_ids[i]))
+    order = sorted(range(len(labels)), key=lambda i: len(encoded[i]["input_ids"]))
     correct = 0
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
@@ -81,8 +86,8 @@ def build_sentiment_model(
         base_model, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
     )
     pad_id = tokenizer.pad_token_id or 0
-    train_enc = encode_texts(tokenizer, [r.text for r in train], max_length=MAX_LENGTH)
-    test_enc = encode_texts(tokenizer, [r.text for r in test], max_length=MAX_LENGTH)
+    train_enc = _encode(tokenizer, [r.text for r in train])
+    test_enc = _encode(tokenizer, [r.text for r in test])
     train_labels = [int(r.fresh) for r in train]
     test_labels = [int(r.fresh) for r in test]
 

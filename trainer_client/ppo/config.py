@@ -57,16 +57,20 @@ class PPOSettings(Strict):
     save_policy: bool = True
 
 
+class ConfigError(ValueError):
+    """A PPO config that cannot be used; the message says where and why."""
+
+
 def load(path: str | Path | None, overrides: dict | None = None) -> PPOSettings:
     data = {}
     if path:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
-            raise SystemExit(f"ppo-train: cannot read {path}: {exc}") from None
+            raise ConfigError(f"cannot read {path}: {exc}") from None
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return PPOSettings.model_validate(data)
     except ValidationError as exc:
         problems = "\n".join(f"  - {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"ppo-train: invalid config {path or ''}:\n{problems}") from None
+        raise ConfigError(f"invalid config {path or ''}:\n{problems}") from None
