@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 ENV_PREFIX = "REWARD_SERVICE__"
 CONFIG_ENV = "REWARD_SERVICE_CONFIG"
@@ -95,6 +95,48 @@ class LearnedRMBackendSettings(ModelBackendSettings):
     reward: str | dict[str, float] | None = Field(
         None, description="with objectives: the objective that is the reward, or weights of several "
         "(name -> weight); default: the only column of a one-output head")
+
+
+class MathBackendSettings(Strict):
+    """Final-answer equivalence against each item's `reference` (math-verify)."""
+
+    type: Literal["math"]
+    workers: int = Field(2, ge=1, le=64, description="worker processes comparing answers")
+    timeout_s: float = Field(5.0, gt=0, description="per item; a comparison still running is killed and scores 0")
+    wrong_answer_credit: float = Field(
+        0.0, ge=0, le=1, description="reward for a well-formed but wrong answer (0: strict 1/0)")
+
+
+class CodeBackendSettings(Strict):
+    """The response's code run against each item's `reference` tests, in a sandbox."""
+
+    type: Literal["code"]
+    all_or_nothing: bool = Field(False, description="1 only when every test passes; default: the share passed")
+    max_concurrent: int = Field(8, ge=1, le=256, description="sandboxes running at once")
+    max_queued: int = Field(64, ge=0, description="runs waiting for a sandbox; beyond: 429")
+    timeout_s: float = Field(10.0, gt=0, description="wall clock per item, interpreter start included")
+    cpu_time_s: int = Field(10, ge=1)
+    memory_mb: int = Field(512, ge=32, description="address space per run")
+    processes: int = Field(32, ge=1, description="processes per run")
+    output_kb: int = Field(64, ge=1, description="stdout and stderr kept per run (the rest is discarded)")
+    base_uid: int = Field(62000, ge=1000, description="as root, slots run as base_uid + slot (unprivileged)")
+    allow_network: bool = Field(
+        False, description="true: run even where no network namespace can be made (the code may reach the network)")
+
+
+class FormatBackendSettings(Strict):
+    """A rule on the response: 1 when it holds, else 0."""
+
+    type: Literal["format"]
+    regex: str | None = Field(None, description="a regular expression the response must match")
+    match: Literal["fullmatch", "search"] = Field("fullmatch", description="the whole response, or anywhere in it")
+    json_schema: dict | None = Field(None, description="the response must be JSON valid against this schema")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "FormatBackendSettings":
+        if (self.regex is None) == (self.json_schema is None):
+            raise ValueError("give exactly one of `regex` and `json_schema`")
+        return self
 
 
 class LexiconBackendSettings(Strict):
@@ -199,7 +241,7 @@ class HumanBackendSettings(Strict):
 BackendSettings = Annotated[
     Union[
         SentimentBackendSettings, LearnedRMBackendSettings, LexiconBackendSettings, EnsembleBackendSettings,
-        HumanBackendSettings,
+        HumanBackendSettings, MathBackendSettings, CodeBackendSettings, FormatBackendSettings,
     ],
     Field(discriminator="type"),
 ]
@@ -255,6 +297,12 @@ class Settings(Strict):
     server: ServerSettings = ServerSettings()
     auth: AuthSettings = AuthSettings()
     auto_build_models: bool = Field(True, description="`serve` builds missing builtin models before starting")
+    _source: str | None = PrivateAttr(None)  # the file it was read from (None: embedded or text)
+
+    @property
+    def source(self) -> str | None:
+        """The config file these settings came from, if any."""
+        return self._source
 
     @model_validator(mode="after")
     def _default_backend_exists(self) -> "Settings":
@@ -352,4 +400,6 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None) 
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    return parse(text, str(path), environ)
+    settings = parse(text, str(path), environ)
+    settings._source = str(path.resolve())
+    return settings

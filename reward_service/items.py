@@ -55,6 +55,13 @@ class Item:
         return [self.prompt, self.response, [list(m) for m in self.context or ()], self.reference]
 
 
+class Verdict(NamedTuple):
+    """A verifiable reward's outcome for one item: why it scored what it did."""
+
+    outcome: str  # e.g. correct | wrong | no_answer | timeout; passed_all | some_failed | no_code; passed | failed
+    seconds: float | None  # time the check took (worker or sandbox), when measured
+
+
 @dataclass(frozen=True)
 class ScoreOptions:
     """Per-request choices a backend honours: `truncation` overrides the backend's length
@@ -75,3 +82,4 @@ class Scored:
     truncated: list[bool] | None = None  # items cut to fit the model (None: nothing was cut)
     objectives: dict[str, list[float]] | None = None  # multi-objective heads: every named column
     notes: list[str] | None = None  # what was done that a caller should know (e.g. how input was read)
+    verdicts: dict[str, list[Verdict]] | None = None  # verifiable rewards: backend name -> each item's outcome

@@ -53,6 +53,14 @@ class Metrics:
             "reward_model_info", "Model version served by each backend (value is always 1)", ["backend", "model"],
             registry=r,
         )
+        self.verdicts = Counter(
+            "reward_verdicts_total", "Verifiable rewards by outcome (correct, wrong, no_answer, timeout, ...)",
+            ["backend", "outcome"], registry=r,
+        )
+        self.verify_seconds = Histogram(
+            "reward_verify_seconds", "Time one item's check took (math worker or code sandbox run)", ["backend"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.tasks_pending = Gauge(
             "human_tasks_pending", "Rating tasks waiting for raters (read from the store at scrape)", ["backend"],
             registry=r,
@@ -75,6 +83,14 @@ class Metrics:
         for value in scores:
             histogram.observe(value)
         self.recent.setdefault(backend, deque(maxlen=self.reward_window)).extend(scores)
+
+    def record_verdicts(self, verdicts: dict[str, list]) -> None:
+        """Each verifiable-reward backend's outcomes (and check times) for one request."""
+        for backend, items in verdicts.items():
+            for verdict in items:
+                self.verdicts.labels(backend, verdict.outcome).inc()
+                if verdict.seconds is not None:
+                    self.verify_seconds.labels(backend).observe(verdict.seconds)
 
     def rating_observer(self, backend: str):
         """A callback the human backend calls after each stored rating."""

@@ -107,6 +107,9 @@ class ScoreResponse(BaseModel):
         "server.max_chars_per_item with long_items: truncate); absent when nothing was cut"
     )
     notes: list[str] | None = Field(None, description="anything done to the input a caller should know")
+    verdicts: dict[str, list[str]] | None = Field(
+        None, description="verifiable rewards (math, code, format, also inside an ensemble): backend -> each "
+        "item's outcome, e.g. correct / wrong / no_answer / timeout")
     job_id: str | None = Field(None, description="human backend: the job these ratings belong to")
     sources: list[str] | None = Field(
         None, description="human backend: per item, `human` (rated) or `fallback` (scored by the fallback backend)"

@@ -40,6 +40,7 @@ class ScoreResult:
     job: JobOutcome | None = None  # human queue only (pending for an async job)
     objectives: dict[str, list[float]] | None = None
     notes: list[str] | None = None
+    verdicts: dict[str, list[str]] | None = None  # verifiable rewards: backend -> each item's outcome
 
 
 class Scorer:
@@ -117,6 +118,8 @@ class Scorer:
             truncated=_either(truncated, scored.truncated),
             objectives=scored.objectives,
             notes=scored.notes,
+            verdicts={name: [v.outcome for v in items] for name, items in scored.verdicts.items()}
+            if scored.verdicts else None,
         )
 
     def _fit(self, items: list[Item]) -> tuple[list[Item], list[bool] | None]:
@@ -178,6 +181,8 @@ class Scorer:
             raise BackendFailed(f"backend {backend.name!r} returned {len(scored.scores)} scores for {len(items)} "
                                 "items or a non-finite score")
         self.metrics.record_rewards(backend.name, scored.scores)
+        if scored.verdicts:
+            self.metrics.record_verdicts(scored.verdicts)
         return scored
 
 

@@ -34,7 +34,7 @@ def run(*args, cwd=DEPLOY):
 def test_prometheus_config_and_rules_pass_promtool():
     tool = promtool()
     run(tool, "check", "config", "prometheus/prometheus.yml")
-    assert "6 rules found" in run(tool, "check", "rules", "prometheus/alerts.yml")
+    assert "7 rules found" in run(tool, "check", "rules", "prometheus/alerts.yml")
     run(tool, "test", "rules", "alerts_test.yml", cwd=DEPLOY / "prometheus")
 
 
@@ -96,6 +96,7 @@ default_backend: sentiment
 backends:
   sentiment: {{type: sentiment, model: {tiny_model}, runtime: torch, max_length: 64}}
   human: {{type: human, store: "sqlite:///{tmp_path / 'q.db'}", raters: {{alice: token-alice}}}}
+  code: {{type: code, timeout_s: 5}}
 """, "test config", environ={})
     with TestClient(create_app(settings, load_in_background=False)) as client:
         client.post("/score", json={"items": [{"prompt": "", "response": "good"}]})
@@ -103,6 +104,8 @@ backends:
         task = client.get("/v1/tasks/next", headers={"Authorization": "Bearer token-alice"}).json()["task"]
         client.post(f"/v1/tasks/{task['id']}/rating", headers={"Authorization": "Bearer token-alice"},
                     json={"score": 3})
+        client.post("/score", json={"items": [{"prompt": "", "response": "print(1)", "reference": "assert True"}],
+                                    "backend": "code"})
         exported = client.get("/metrics").text
     series = set(re.findall(r"^((?:reward|human)_[a-z_]+?)(?:_bucket|_count|_sum|_total|_created)?[{ ]", exported,
                             flags=re.M))

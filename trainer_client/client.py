@@ -99,12 +99,18 @@ class _Common:
         self.model_version: str | None = None
         self._calls = 0
 
-    def _request(self, prompts, responses, request_id, timeout_s) -> tuple[dict, str]:
+    def _request(self, prompts, responses, request_id, timeout_s, references) -> tuple[dict, str]:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        if references is not None and len(references) != len(responses):
+            raise ValueError(f"{len(references)} references for {len(responses)} responses")
         self._calls += 1
         request_id = request_id or f"{self.run_id}-{self._calls}"
-        body = {"items": [{"prompt": p, "response": r} for p, r in zip(prompts, responses)], "request_id": request_id}
+        items = [{"prompt": p, "response": r} for p, r in zip(prompts, responses)]
+        for item, reference in zip(items, references or []):
+            if reference is not None:
+                item["reference"] = reference
+        body = {"items": items, "request_id": request_id}
         if self.backend:
             body["backend"] = self.backend
         if timeout_s:
@@ -179,9 +185,9 @@ class RewardClient(_Common):
         super().__init__(base_url, backend, timeout_s, retry, on_model_change, run_id, headers, api_key)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=self.headers, transport=transport)
 
-    def score(self, prompts: list[str], responses: list[str], request_id: str | None = None,
-              timeout_s: float | None = None) -> ScoreResult:
-        body, request_id = self._request(prompts, responses, request_id, timeout_s)
+    def score(self, prompts: list[str | list[dict]], responses: list[str], request_id: str | None = None,
+              timeout_s: float | None = None, references: list[str | None] | None = None) -> ScoreResult:
+        body, request_id = self._request(prompts, responses, request_id, timeout_s, references)
         waited = 0.0
         for attempt in range(self.retry.max_retries + 1):
             try:
@@ -216,9 +222,9 @@ class AsyncRewardClient(_Common):
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=self.headers,
                                        transport=transport)
 
-    async def score(self, prompts: list[str], responses: list[str], request_id: str | None = None,
-                    timeout_s: float | None = None) -> ScoreResult:
-        body, request_id = self._request(prompts, responses, request_id, timeout_s)
+    async def score(self, prompts: list[str | list[dict]], responses: list[str], request_id: str | None = None,
+                    timeout_s: float | None = None, references: list[str | None] | None = None) -> ScoreResult:
+        body, request_id = self._request(prompts, responses, request_id, timeout_s, references)
         waited = 0.0
         for attempt in range(self.retry.max_retries + 1):
             try:

@@ -5,9 +5,12 @@
 
 TRL calls `f(prompts=[...], completions=[...], **columns) -> list[float]`, once per
 generation batch: one /score call each. Prompts and completions may be plain
-strings or chat messages (lists of {"role", "content"}); messages are flattened to
-their text. `async_reward_function` gives the same as a coroutine function, which
-TRL runs concurrently with its other reward functions.
+strings or chat messages (lists of {"role", "content"}): a conversational prompt is
+sent as messages (a reward model with a chat template renders it), a completion as
+its text. Dataset columns arrive as keyword arguments: `reference_column` names the
+one holding each item's reference (the known answer or the tests) for verifiable
+rewards (`math`, `code`). `async_reward_function` gives the same as a coroutine
+function, which TRL runs concurrently with its other reward functions.
 """
 
 from __future__ import annotations
@@ -23,22 +26,37 @@ def as_text(value) -> str:
     return str(value)
 
 
-def reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = None, **client_options):
+def as_prompt(value):
+    """A conversational prompt stays messages; anything else becomes text."""
+    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+        return [{"role": m["role"], "content": as_text(m.get("content", ""))} for m in value]
+    return as_text(value)
+
+
+def _request(prompts, completions, columns: dict, reference_column: str) -> dict:
+    references = columns.get(reference_column)
+    return {"prompts": [as_prompt(p) for p in prompts], "responses": [as_text(c) for c in completions],
+            "references": [None if r is None else str(r) for r in references] if references is not None else None}
+
+
+def reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = None,
+                    reference_column: str = "reference", **client_options):
     client = RewardClient(url, backend=backend, **client_options)
 
     def reward_service(prompts, completions, **kwargs) -> list[float]:
-        return client.score([as_text(p) for p in prompts], [as_text(c) for c in completions]).scores
+        return client.score(**_request(prompts, completions, kwargs, reference_column)).scores
 
     reward_service.__name__ = f"reward_service_{backend or 'default'}"  # TRL logs rewards under this name
     reward_service.client = client
     return reward_service
 
 
-def async_reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = None, **client_options):
+def async_reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = None,
+                          reference_column: str = "reference", **client_options):
     client = AsyncRewardClient(url, backend=backend, **client_options)
 
     async def reward_service(prompts, completions, **kwargs) -> list[float]:
-        return (await client.score([as_text(p) for p in prompts], [as_text(c) for c in completions])).scores
+        return (await client.score(**_request(prompts, completions, kwargs, reference_column))).scores
 
     reward_service.__name__ = f"reward_service_{backend or 'default'}"
     reward_service.client = client

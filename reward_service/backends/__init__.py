@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from reward_service.backends.base import Backend, QueuedBackend
+from reward_service import model_store
 from reward_service.config import (
+    CodeBackendSettings,
     EnsembleBackendSettings,
+    FormatBackendSettings,
     HumanBackendSettings,
     LearnedRMBackendSettings,
     LexiconBackendSettings,
+    MathBackendSettings,
     SentimentBackendSettings,
     Settings,
 )
 
 
-def create_backend(name: str, settings, others: dict[str, Backend] | None = None) -> Backend:
+def secret_paths(settings: Settings) -> tuple[str, ...]:
+    """What sandboxed code must not read: the config file, key files and the model cache."""
+    paths = [settings.source, settings.auth.api_keys_file, settings.auth.admin_keys_file, str(model_store.home())]
+    return tuple(str(p) for p in paths if p)
+
+
+def create_backend(name: str, settings, others: dict[str, Backend] | None = None,
+                   hidden_paths: tuple[str, ...] = ()) -> Backend:
     if isinstance(settings, SentimentBackendSettings):
         from reward_service.backends.sentiment import SentimentBackend
 
@@ -35,6 +46,18 @@ def create_backend(name: str, settings, others: dict[str, Backend] | None = None
         from reward_service.backends.human import HumanBackend
 
         return HumanBackend(name, settings, (others or {}).get(settings.fallback) if settings.fallback else None)
+    if isinstance(settings, MathBackendSettings):
+        from reward_service.backends.verifiers import MathBackend
+
+        return MathBackend(name, settings)
+    if isinstance(settings, CodeBackendSettings):
+        from reward_service.backends.verifiers import CodeBackend
+
+        return CodeBackend(name, settings, hidden_paths)
+    if isinstance(settings, FormatBackendSettings):
+        from reward_service.backends.verifiers import FormatBackend
+
+        return FormatBackend(name, settings)
     raise TypeError(f"no backend implements settings of type {type(settings).__name__}")
 
 
@@ -47,7 +70,7 @@ def create_backends(settings: Settings) -> dict[str, Backend]:
                   (lambda s: isinstance(s, EnsembleBackendSettings))):
         for name, spec in settings.backends.items():
             if kinds(spec):
-                backends[name] = create_backend(name, spec, backends)
+                backends[name] = create_backend(name, spec, backends, secret_paths(settings))
     return {name: backends[name] for name in settings.backends}
 
 

@@ -74,6 +74,10 @@ class Backend(ABC):
         """The engine batchers this backend feeds, for queue and batch metrics."""
         return []
 
+    def queued_items(self) -> int:
+        """Items waiting to be scored (the `reward_queue_depth` metric)."""
+        return sum(batcher.queued_items for batcher in self.batchers())
+
     def details(self) -> dict:
         """Backend-specific facts for /v1/backends (runtime, labels, ...)."""
         return {}

@@ -72,7 +72,8 @@ class EnsembleBackend(Backend):
         return Scored(total.tolist(), self._version([r.model for r in results]),
                       members={n: r.scores for n, r in zip(names, results)},
                       truncated=[any(flags) for flags in zip(*cuts)] if cuts else None,
-                      notes=[note for r in results for note in r.notes or []] or None)
+                      notes=[note for r in results for note in r.notes or []] or None,
+                      verdicts={k: v for r in results for k, v in (r.verdicts or {}).items()} or None)
 
     def details(self) -> dict:
         return {"members": [m.model_dump() for m in self.settings.members], "return_members": self.settings.return_members}

@@ -46,7 +46,7 @@ async def prometheus_metrics(registry: RegistryDep, metrics: MetricsDep) -> Resp
     metrics.model_info.clear()  # only the versions served now
     for name, backend in registry.backends.items():
         metrics.ready.labels(name).set(1 if backend.ready else 0)
-        metrics.queue_depth.labels(name).set(sum(b.queued_items for b in backend.batchers()))
+        metrics.queue_depth.labels(name).set(backend.queued_items())
         if backend.ready:
             metrics.model_info.labels(name, backend.model_version).set(1)
     for backend in registry.queues():

@@ -39,7 +39,7 @@ async def score(body: schemas.ScoreRequest, request: Request, scorer: ScorerDep)
     return schemas.ScoreResponse(
         backend=result.backend, model=result.model, scores=result.scores, request_id=result.request_id,
         elapsed_ms=result.elapsed_ms, members=result.members, objectives=result.objectives,
-        truncated=result.truncated, notes=result.notes, job_id=job.job_id if job else None, sources=job.sources if job else None,
+        truncated=result.truncated, notes=result.notes, verdicts=result.verdicts, job_id=job.job_id if job else None, sources=job.sources if job else None,
         ratings=job.ratings if job else None, fallback_model=job.fallback_model if job else None,
     )
 

@@ -56,7 +56,7 @@ def build_rm_model(output_dir: Path, limit: int | None = None, seed: int = 0, pr
     )
 
 
-SMOLLM2_PAIRS = 2400  # pairs the decoder RM trains and is evaluated on (a sample: it must build in minutes)
+SMOLLM2_PAIRS = 1200  # pairs the decoder RM trains and is evaluated on (a sample: it must build in minutes)
 
 
 def build_rm_smollm2_model(output_dir: Path, limit: int | None = None, seed: int = 0, progress: bool = True,
@@ -64,7 +64,7 @@ def build_rm_smollm2_model(output_dir: Path, limit: int | None = None, seed: int
     from trainer_client.policy_models import smollm2_folder
 
     pairs = random.Random(seed).sample(rotten_tomatoes_pairs(seed), limit or SMOLLM2_PAIRS)
-    options = {"trainable_layers": 4, "learning_rate": 1e-4, "batch_size": 16, "max_length": 128, **options}
+    options = {"trainable_layers": 4, "learning_rate": 1e-4, "batch_size": 16, "max_length": 96, **options}
     return train_reward_model(
         pairs,
         output_dir,
