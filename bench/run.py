@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from reward_service import model_store  # noqa: E402
 from reward_service.config import BatchingSettings, SentimentBackendSettings  # noqa: E402
 from reward_service.engine.model import ModelEngine  # noqa: E402
+from reward_service.items import Item  # noqa: E402
 from reward_service.training import data  # noqa: E402
 
 TARGET_TOKENS = 64
@@ -133,10 +134,10 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
         async def run():
             async def one(chunk):
                 t = time.perf_counter()
-                await engine.logits([p for p, _ in chunk], [r for _, r in chunk])
+                await engine.outputs([Item(p, r) for p, r in chunk])
                 return time.perf_counter() - t
 
-            await engine.logits([items[0][0]], [items[0][1]])  # warm-up
+            await engine.outputs([Item(*items[0])])  # warm-up
             chunks = [items[i: i + REQUEST_ITEMS] for i in range(0, len(items), REQUEST_ITEMS)]
             started = time.perf_counter()
             latencies = await asyncio.gather(*(one(c) for c in chunks))

@@ -12,10 +12,12 @@ from reward_service.backends import Backend
 from reward_service.config import Settings
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
-from reward_service.routes import admin, operations, raters, scoring
+from reward_service.routes import admin, docs, operations, raters, scoring
 from reward_service.routes.errors import COMMON_ERRORS, install_handlers
 from reward_service.routes.limits import BodySizeLimit
+from reward_service.routes.security_headers import SecurityHeaders
 from reward_service.scoring import Scorer
+from reward_service.throttle import FailedAuthThrottle
 
 
 def create_app(
@@ -27,7 +29,8 @@ def create_app(
     """Build an app for these settings. Backends load at start-up, in the background
     by default so /healthz answers at once and /readyz turns true when they are loaded.
     `config_path` is re-read by the reload route (None: the embedded defaults)."""
-    authenticator = Authenticator(settings.auth)  # raises ValueError for an unreadable key file
+    # Raises ValueError for an unreadable key file, or a rater token that is a key in one.
+    authenticator = Authenticator(settings.auth, settings.rater_tokens())
     registry = BackendRegistry(settings, backends)
     metrics = Metrics(registry.backends)
     _observe(registry, metrics)
@@ -47,16 +50,20 @@ def create_app(
         version=_package_version(),
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        docs_url=None,  # served by routes.docs, from the package
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.config_path = config_path
     app.state.authenticator = authenticator
+    app.state.auth_throttle = FailedAuthThrottle(settings.auth.failed_auth_limit, settings.auth.failed_auth_window_s)
     app.state.registry = registry
     app.state.metrics = metrics
     app.state.scorer = Scorer(registry, settings.server, metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.server.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so the 413 above carries the headers too
     install_handlers(app)
-    for routes in (scoring, raters, admin, operations):
+    for routes in (scoring, raters, admin, operations, docs):
         app.include_router(routes.router)
     return app
 

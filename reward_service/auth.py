@@ -14,15 +14,14 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from reward_service.config import AuthSettings
+from reward_service.config import MIN_KEY_LENGTH, AuthSettings
 from reward_service.errors import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
 
-
-MIN_KEY_LENGTH = 16
 RECHECK_S = 1.0  # a key file is re-read at least this often, even if its stat looks unchanged
 
 
@@ -107,10 +106,14 @@ class KeySet:
 
 
 class Authenticator:
-    def __init__(self, settings: AuthSettings):
+    def __init__(self, settings: AuthSettings, rater_tokens: Iterable[str] = ()):
+        """Raises ValueError for an unreadable key file, or a rater token that is also a key
+        (the config's own keys are checked when it loads; key files are read here)."""
         self.settings = settings
         self.api = KeySet(settings.api_keys, settings.api_keys_file, "api_keys")
         self.admin = KeySet(settings.admin_keys, settings.admin_keys_file, "admin_keys")
+        if any(self.api.matches(token) or self.admin.matches(token) for token in rater_tokens):
+            raise ValueError("a rater token is also an API or admin key: give raters tokens of their own")
 
     @property
     def enabled(self) -> bool:

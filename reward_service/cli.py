@@ -30,7 +30,13 @@ def build_missing_models(settings) -> None:
         if model in model_store.BUILTINS and not model_store.is_built(model_store.builtin_path(model)):
             spec = model_store.BUILTINS[model]
             print(f"backend {name!r} needs builtin model {model!r}; building it once into {model_store.models_dir()}")
-            path = model_store.build(spec.build_key)
+            try:
+                path = model_store.build(spec.build_key)
+            except ImportError as exc:  # e.g. the serving image, which carries no training packages
+                print(f"reward-service: cannot build {model!r} here ({exc}; building needs the `train` extra): build "
+                      f"it where that is installed (`reward-service models build {spec.build_key}`) into "
+                      f"{model_store.models_dir()}, or mount it there", file=sys.stderr)
+                raise SystemExit(2) from None
             card = model_store.read_card(path)
             print(f"built {model_store.version(path)}: {json.dumps(_card_summary(card))}")
 
@@ -41,9 +47,8 @@ def _card_summary(card: dict) -> dict:
 
 
 def cmd_serve(args) -> None:
-    import uvicorn
-
     from reward_service.app import create_app
+    from reward_service.http_server import serve
 
     settings = _load_settings(args.config)
     overrides = {"host": args.host or settings.server.host,
@@ -61,15 +66,23 @@ def cmd_serve(args) -> None:
     except ValueError as exc:
         print(f"reward-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    _print_labeling_pages(settings)
+    serve(app, settings.server, args.log_level)
+
+
+def _print_labeling_pages(settings) -> None:
+    """Each human backend's own page: `/label` opens the first one, `/label?backend=NAME` any."""
+    from urllib.parse import quote
+
     from reward_service.config import HumanBackendSettings
 
-    for name, backend in settings.backends.items():
-        if isinstance(backend, HumanBackendSettings):
-            shown = "localhost" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
-            print(f"human backend {name!r}: raters sign in at http://{shown}:{settings.server.port}/label "
-                  f"({len(backend.raters)} rater token(s) configured{'' if backend.raters else ': add raters'})",
-                  file=sys.stderr)
-    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=args.log_level)
+    humans = {name: b for name, b in settings.backends.items() if isinstance(b, HumanBackendSettings)}
+    host = "localhost" if settings.server.host in ("0.0.0.0", "::") else settings.server.host
+    for name, backend in humans.items():
+        page = "/label" if len(humans) == 1 else f"/label?backend={quote(name)}"
+        print(f"human backend {name!r}: raters sign in at http://{host}:{settings.server.port}{page} "
+              f"({len(backend.raters)} rater token(s) configured{'' if backend.raters else ': add raters'})",
+              file=sys.stderr)
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,11 +143,17 @@ def cmd_train_rm(args) -> None:
         max_length=args.max_length, seed=args.seed, trainable_layers=args.trainable_layers,
     )
     cards = []
-    model_store.write_atomically(output, lambda staging: cards.append(train_reward_model(pairs, staging, **options)))
+    try:
+        model_store.write_atomically(output, lambda staging: cards.append(train_reward_model(pairs, staging, **options)))
+    except ValueError as exc:  # data that cannot be split or trained on; nothing was written
+        print(f"reward-service: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     card = cards[0]
     print(f"wrote {model_store.version(output)} to {output}")
     print(f"held-out pairwise accuracy {card['held_out_pairwise_accuracy']} on {card['data']['held_out_pairs']} pairs; "
           f"curve: {output / 'training_curve.png'}")
+    if card.get("held_out_warning"):
+        print(f"warning: {card['held_out_warning']}", file=sys.stderr)
 
 
 def _export_human_pairs(args, output) -> str:
@@ -158,8 +177,38 @@ def _export_human_pairs(args, output) -> str:
 
 
 def cmd_models_prepare(args) -> None:
-    build_missing_models(_load_settings(args.config))
-    print("all builtin models the config names are built")
+    """Everything a start would do to the config's models before it can serve: build missing
+    builtins, then load each model backend once, so its ONNX export and int8 check are cached
+    in the model cache (an image that runs this at build time starts in seconds)."""
+    import asyncio
+
+    settings = _load_settings(args.config)
+    if not args.no_build:
+        build_missing_models(settings)
+        print("all builtin models the config names are built")
+    asyncio.run(_load_model_backends_once(settings))
+
+
+async def _load_model_backends_once(settings) -> None:
+    from reward_service.backends import create_backend
+    from reward_service.config import ModelBackendSettings
+
+    for name, spec in settings.backends.items():
+        if isinstance(spec, ModelBackendSettings):
+            if spec.model in model_store.BUILTINS and not model_store.is_built(model_store.builtin_path(spec.model)):
+                print(f"skipped {name!r}: builtin model {spec.model!r} is not built")
+                continue
+            backend = create_backend(name, spec)
+            try:
+                await backend.load()
+                served = backend.details()
+                print(f"prepared {name!r}: {backend.model_version}, {served.get('runtime')} "
+                      f"{served.get('precision')} (cached in {model_store.home()})")
+            except Exception as exc:  # the same failure `serve` would show in /readyz
+                print(f"reward-service: backend {name!r} does not load: {type(exc).__name__}: {exc}", file=sys.stderr)
+                raise SystemExit(1) from None
+            finally:
+                await backend.close()
 
 
 def cmd_models_list(args) -> None:
@@ -173,8 +222,9 @@ def cmd_models_list(args) -> None:
 
 
 def cmd_config_show(args) -> None:
-    if args.config:
-        settings = _load_settings(args.config)
+    path = args.file or args.config
+    if path:
+        settings = _load_settings(path)
         import yaml
 
         print(yaml.safe_dump(_without_secrets(settings.model_dump(mode="json")), sort_keys=False), end="")
@@ -296,8 +346,11 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")
     build.set_defaults(func=cmd_models_build)
     models.add_parser("list", help="builtin models and whether they are built").set_defaults(func=cmd_models_list)
-    prepare = models.add_parser("prepare", help="build every builtin model the config names that is missing")
+    prepare = models.add_parser("prepare", help="build the builtin models the config names that are missing, and "
+                                "cache every model backend's ONNX export and int8 check (fast starts)")
     prepare.add_argument("--config")
+    prepare.add_argument("--no-build", action="store_true", help="build nothing; skip backends whose builtin model "
+                         "is not built (an environment without the `train` extra cannot build one)")
     prepare.set_defaults(func=cmd_models_prepare)
 
     human = commands.add_parser("human", help="the human rating queue").add_subparsers(
@@ -315,8 +368,9 @@ def parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=cmd_human_summary)
 
     cfg = commands.add_parser("config", help="the config").add_subparsers(dest="config_command", required=True)
-    show = cfg.add_parser("show", help="print the embedded default config (or a file, validated)")
-    show.add_argument("--config")
+    show = cfg.add_parser("show", help="print the embedded default config (or a file, validated, secrets masked)")
+    show.add_argument("file", nargs="?", help="config file (default: the embedded defaults)")
+    show.add_argument("--config", help="the same as FILE")
     show.set_defaults(func=cmd_config_show)
     check = cfg.add_parser("check", help="validate a config file")
     check.add_argument("config")

@@ -18,10 +18,22 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "REWARD_SERVICE__"
 CONFIG_ENV = "REWARD_SERVICE_CONFIG"
+MIN_KEY_LENGTH = 16  # API keys, admin keys and rater tokens alike: each is a bearer secret
+
+
+def checked_secret(secret: object, what: str) -> str:
+    """A key or token as it will be compared: surrounding whitespace (a trailing newline from
+    `$(cat file)`, a stray space) stripped, as the key file does; inner whitespace or fewer than
+    MIN_KEY_LENGTH characters is an error naming `what`, never the secret."""
+    text = str(secret).strip()
+    if len(text) < MIN_KEY_LENGTH or any(c.isspace() for c in text):
+        raise ValueError(f"{what}: must be one word of at least {MIN_KEY_LENGTH} characters "
+                         "(e.g. `openssl rand -hex 24`)")
+    return text
 
 
 class ConfigError(Exception):
@@ -76,6 +88,13 @@ class ModelBackendSettings(Strict):
     batching: BatchingSettings = BatchingSettings()
     threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = all cores")
 
+    @model_validator(mode="after")
+    def _formatting_needs_the_prompt(self) -> "ModelBackendSettings":
+        if not self.use_prompt and (self.formatting != "auto" or self.chat_template is not None):
+            raise ValueError("`formatting` and `chat_template` apply with use_prompt: true (without the prompt "
+                             "the response alone is scored as plain text)")
+        return self
+
 
 class SentimentBackendSettings(ModelBackendSettings):
     type: Literal["sentiment"]
@@ -91,10 +110,22 @@ class LearnedRMBackendSettings(ModelBackendSettings):
         False, description="subtract the mean and divide by the std stored in the model card at training time"
     )
     objectives: list[str] | None = Field(
-        None, description="names of the output columns of a multi-objective head (num_labels > 1), in order")
+        None, min_length=1, description="names of the output columns of a multi-objective head, in order")
     reward: str | dict[str, float] | None = Field(
         None, description="with objectives: the objective that is the reward, or weights of several "
         "(name -> weight); default: the only column of a one-output head")
+
+    @model_validator(mode="after")
+    def _reward_among_objectives(self) -> "LearnedRMBackendSettings":
+        named = {self.reward} if isinstance(self.reward, str) else set(self.reward or {})
+        if isinstance(self.reward, dict) and not any(self.reward.values()):
+            raise ValueError("`reward` weights are all zero (or none): the reward would always be 0")
+        if named and self.objectives is None:
+            raise ValueError("`reward` names objectives: list the model's outputs in `objectives`")
+        unknown = sorted(named - set(self.objectives or []))
+        if unknown:
+            raise ValueError(f"`reward` names {', '.join(unknown)}, not among objectives {self.objectives}")
+        return self
 
 
 class MathBackendSettings(Strict):
@@ -104,7 +135,7 @@ class MathBackendSettings(Strict):
     workers: int = Field(2, ge=1, le=64, description="worker processes comparing answers")
     timeout_s: float = Field(5.0, gt=0, description="per item; a comparison still running is killed and scores 0")
     wrong_answer_credit: float = Field(
-        0.0, ge=0, le=1, description="reward for a well-formed but wrong answer (0: strict 1/0)")
+        0.0, ge=0, lt=1, description="reward for a well-formed but wrong answer (0: strict 1/0)")
 
 
 class CodeBackendSettings(Strict):
@@ -230,12 +261,12 @@ class HumanBackendSettings(Strict):
     lease_s: float = Field(600.0, gt=0, description="how long a task handed to a rater is kept for them")
     poll_interval_s: float = Field(0.5, gt=0, description="how often waiting requests re-read the store")
 
-    @model_validator(mode="after")
-    def _tokens_long_enough(self) -> "HumanBackendSettings":
-        short = [name for name, token in self.raters.items() if len(str(token)) < 8]
-        if short:
-            raise ValueError(f"raters {', '.join(short)}: a rater token must have at least 8 characters")
-        return self
+    @field_validator("raters", mode="before")
+    @classmethod
+    def _tokens_checked(cls, raters: object) -> object:
+        if not isinstance(raters, dict):
+            return raters  # pydantic says what is wrong with it
+        return {name: checked_secret(token, f"rater {name!r}'s token") for name, token in raters.items()}
 
 
 BackendSettings = Annotated[
@@ -262,6 +293,17 @@ class ServerSettings(Strict):
     max_concurrent_requests: int = Field(
         512, ge=1, description="scoring requests in flight at once (waiting human requests count); beyond: 429"
     )
+    max_connections: int = Field(
+        2048, ge=2, description="open connections at once (idle keep-alive ones count); a request arriving "
+        "beyond it gets 503. Keep it above max_concurrent_requests, whose 429 tells clients when to retry")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection whose request line and headers have not all arrived this long "
+        "after it opened (or after its first byte, for the next request on it) is closed")
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="a request whose body has not all arrived this long after its headers is "
+        "closed (8 MiB in 60 s needs about 1.1 Mbit/s)")
+    max_header_bytes: int = Field(
+        65536, ge=1024, description="request line plus headers; a longer head gets 431 and the connection closes")
     default_timeout_s: float = Field(60.0, gt=0)
     max_timeout_s: float = Field(3600.0, gt=0)
     idempotency_cache_size: int = Field(1024, ge=0, description="recent request_ids remembered per backend")
@@ -278,17 +320,23 @@ class AuthSettings(Strict):
     allow_unauthenticated_remote: bool = Field(
         False, description="serve on a non-loopback address with no keys (not recommended)"
     )
+    failed_auth_limit: int = Field(
+        20, ge=1, description="failed authentications (missing or wrong API key, admin key or rater token) a "
+        "client address may make in failed_auth_window_s; past it, every request of that address that needs a "
+        "key or token gets 429 with Retry-After until the window has passed, right keys included")
+    failed_auth_window_s: float = Field(60.0, gt=0, description="the window failed_auth_limit counts in")
 
     @property
     def keys_configured(self) -> bool:
         """Any key, inline or in a file: auth is on."""
         return bool(self.api_keys or self.api_keys_file or self.admin_keys or self.admin_keys_file)
 
-    @model_validator(mode="after")
-    def _keys_long_enough(self) -> "AuthSettings":
-        if any(len(key) < 16 for key in self.api_keys + self.admin_keys):
-            raise ValueError("API and admin keys must have at least 16 characters (e.g. `openssl rand -hex 24`)")
-        return self
+    @field_validator("api_keys", "admin_keys", mode="before")
+    @classmethod
+    def _keys_checked(cls, keys: object, info) -> object:
+        if not isinstance(keys, list):
+            return keys  # pydantic says what is wrong with it
+        return [checked_secret(key, f"{info.field_name}[{i}]") for i, key in enumerate(keys)]
 
 
 class Settings(Strict):
@@ -323,11 +371,35 @@ class Settings(Strict):
                 target = self.backends.get(backend.fallback)
                 if target is None:
                     raise ValueError(f"human backend {name!r}: fallback {backend.fallback!r} is not a configured backend")
-                if isinstance(target, (HumanBackendSettings, EnsembleBackendSettings)):
-                    raise ValueError(
+                if not isinstance(target, (ModelBackendSettings, LexiconBackendSettings)):
+                    raise ValueError(  # verifiers need references, which rating tasks do not keep
                         f"human backend {name!r}: fallback {backend.fallback!r} must be a model or lexicon backend"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _one_secret_one_role(self) -> "Settings":
+        """A rater token opens the task API only: one equal to an API or admin key would let a
+        rater score or administer, and one token shared by two raters makes their ratings one
+        rater's. (Keys in key files are checked when the app starts.)"""
+        keys = set(self.auth.api_keys) | set(self.auth.admin_keys)
+        holders: dict[str, tuple[str, str]] = {}  # token -> (backend, rater), over every human backend
+        for name, backend in self.backends.items():
+            if not isinstance(backend, HumanBackendSettings):
+                continue
+            for rater, token in backend.raters.items():
+                if token in keys:
+                    raise ValueError(f"human backend {name!r}: rater {rater!r}'s token is also an API or admin key")
+                other_backend, other_rater = holders.setdefault(token, (name, rater))
+                if other_rater != rater:  # the same person may rate in several queues with one token
+                    raise ValueError(f"raters {other_backend}.{other_rater} and {name}.{rater} have the same "
+                                     "token: give each rater their own")
+        return self
+
+    def rater_tokens(self) -> list[str]:
+        """Every human backend's rater tokens."""
+        return [token for backend in self.backends.values() if isinstance(backend, HumanBackendSettings)
+                for token in backend.raters.values()]
 
 
 def default_config_text() -> str:
@@ -359,12 +431,24 @@ def _apply(data: dict, path: list[str], value: object, source: str) -> None:
     node[path[-1]] = value
 
 
-def _format_validation(error: ValidationError, source: str) -> str:
+def _format_validation(error: ValidationError, source: str, data: dict) -> str:
     lines = [f"invalid config ({source}):"]
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        where = ".".join(str(p) for p in _config_path(item["loc"], data)) or "(top level)"
         lines.append(f"  - {where}: {item['msg']}")
     return "\n".join(lines)
+
+
+def _config_path(loc: tuple, data: dict) -> tuple:
+    """The error's place as the file spells it: pydantic puts the backend's `type` (the union's
+    tag) after its name, `backends.human.human.raters`; the file says `backends.human.raters`."""
+    if len(loc) >= 3 and loc[0] == "backends":
+        entry = (data.get("backends") or {}).get(loc[1])
+        if isinstance(entry, dict) and entry.get("type") == loc[2]:
+            return loc[:2] + loc[3:]
+    return loc
+
+
 
 
 def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Settings:
@@ -386,7 +470,7 @@ def parse(text: str, source: str = "<config>", environ: dict[str, str] | None = 
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc, source)) from None
+        raise ConfigError(_format_validation(exc, source, data)) from None
 
 
 def load(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

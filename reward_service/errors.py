@@ -5,6 +5,16 @@ Nothing here knows about HTTP; `app` maps each class to a status code.
 
 from __future__ import annotations
 
+ECHO_LIMIT = 100  # characters of a caller's input an error message quotes back
+
+
+def shown(text: str) -> str:
+    """A caller's input as an error message quotes it: cut to ECHO_LIMIT characters, so a
+    100,000-character backend name is not sent back whole."""
+    if len(text) <= ECHO_LIMIT:
+        return repr(text)
+    return f"{text[:ECHO_LIMIT]!r}... ({len(text)} characters)"
+
 
 class RewardServiceError(Exception):
     """Base class. `code` is a stable machine-readable name for clients."""
@@ -36,6 +46,10 @@ class Conflict(RewardServiceError):
     """The same request_id was reused for different items."""
 
     code = "request_id_conflict"
+
+    @classmethod
+    def of_request_id(cls, request_id: str) -> "Conflict":
+        return cls(f"request_id {request_id!r} was already used with different items; use a new request_id")
 
 
 class Overloaded(RewardServiceError):
@@ -76,6 +90,24 @@ class Unauthorized(RewardServiceError):
     """A missing or unknown token."""
 
     code = "unauthorized"
+
+
+class TooManyFailedAuth(RewardServiceError):
+    """This client address failed authentication too often; it may try again after the wait."""
+
+    code = "too_many_failed_auth"
+
+
+class InvalidConfig(RewardServiceError):
+    """A reload found the config file invalid; nothing changed. Retrying cannot help: fix the file."""
+
+    code = "invalid_config"
+
+
+class RestartNeeded(RewardServiceError):
+    """A reload cannot apply this config change (a backend added, removed, or of another type)."""
+
+    code = "restart_needed"
 
 
 class TaskConflict(RewardServiceError):

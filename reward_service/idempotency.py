@@ -8,22 +8,12 @@ the most recent `size` request ids per backend.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections import OrderedDict
 from typing import Awaitable, Callable, TypeVar
 
 from reward_service.errors import Conflict, DeadlineExceeded
 
 T = TypeVar("T")
-
-
-def fingerprint(items: list) -> str:
-    return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
-
-
-def conflict_message(request_id: str) -> str:
-    return f"request_id {request_id!r} was already used with different items; use a new request_id"
 
 
 class IdempotencyCache:
@@ -39,7 +29,7 @@ class IdempotencyCache:
         if entry is not None:
             seen_fingerprint, future = entry
             if seen_fingerprint != items_fingerprint:
-                raise Conflict(conflict_message(request_id))
+                raise Conflict.of_request_id(request_id)
             self._entries.move_to_end(key)
             return await asyncio.shield(future)
         future = asyncio.get_running_loop().create_future()

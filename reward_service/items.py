@@ -7,10 +7,26 @@ them without importing one another.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import NamedTuple
 
 TURN_SEPARATOR = "\n\n"  # between earlier turns when a conversation is read as plain text
+# Pad and end-of-sequence tokens of common tokenizers: a policy's decoded text (OpenRLHF's query,
+# left-padded for generation) may start or end with them.
+PAD_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "<eos>", "</s>",
+              "<unk>")
+
+
+def without_leading_padding(text: str) -> str:
+    """`text` with the pad tokens (and whitespace between them) it starts with removed."""
+    while True:
+        stripped = text.lstrip()
+        token = next((t for t in PAD_TOKENS if stripped.startswith(t)), None)
+        if token is None:
+            return text
+        text = stripped[len(token):]
 
 
 class Message(NamedTuple):
@@ -50,9 +66,14 @@ class Item:
 
     def key(self) -> list:
         """What identifies the item for idempotency fingerprints (JSON-serialisable)."""
-        if self.context is None and self.reference is None:
+        if self.context is None and self.reference is None and not self.rendered:
             return [self.prompt, self.response]  # as before conversations and references existed
-        return [self.prompt, self.response, [list(m) for m in self.context or ()], self.reference]
+        return [self.prompt, self.response, [list(m) for m in self.context or ()], self.reference, self.rendered]
+
+
+def fingerprint(value: list) -> str:
+    """A hash of what a request asked (its items' keys, and options), to tell a retry from a new request."""
+    return hashlib.sha256(json.dumps(value, separators=(",", ":")).encode()).hexdigest()
 
 
 class Verdict(NamedTuple):

@@ -139,8 +139,8 @@ class _LiveCollector:
             "reward_queue_capacity", "Items the queue holds before answering 429", labels=["backend"]
         )
         for name, backend in self.backends.items():
-            if backend.batchers():
-                capacity.add_metric([name], sum(b.settings.max_queue_items for b in backend.batchers()))
+            if backend.queue_capacity() is not None:
+                capacity.add_metric([name], backend.queue_capacity())
         yield dropped
         yield rejected
         yield capacity

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from reward_service.backends import Backend, QueuedBackend, create_backends
 from reward_service.config import Settings
-from reward_service.errors import InvalidInput, NotReady, ReloadFailed, UnknownBackend
+from reward_service.errors import InvalidInput, NotReady, ReloadFailed, RestartNeeded, UnknownBackend, shown
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """What a reload switched to: the versions, and how the new model is served (the engine's
+    notes say why it differs from what the config asked, e.g. int8 refused for fidelity)."""
+
+    previous: str
+    model: str
+    runtime: str | None
+    precision: str | None
+    notes: list[str]
 
 
 class BackendRegistry:
@@ -24,7 +37,7 @@ class BackendRegistry:
         if backend is None:
             known = sorted(self.backends)
             raise UnknownBackend(
-                f"unknown backend {name!r}; known backends: {', '.join(known)}", details={"known_backends": known}
+                f"unknown backend {shown(name)}; known backends: {', '.join(known)}", details={"known_backends": known}
             )
         return backend
 
@@ -56,26 +69,37 @@ class BackendRegistry:
         for backend in ordered:
             await self._load_one(backend)
 
-    async def reload(self, name: str, settings: Settings) -> tuple[str, str]:
-        """Re-read backend `name` from fresh settings and hot-swap its model.
-        The model location comes only from the config, never from a request."""
+    async def reload(self, name: str, settings: Settings) -> Reloaded:
+        """Re-read backend `name`'s entry from fresh settings and hot-swap its model. Only
+        that entry is applied (model, runtime, precision, batching, ...): adding or removing a
+        backend, changing its type, and every other section need a restart. The model location
+        comes only from the config, never from a request."""
+        new = settings.backends.get(name)
+        if name not in self.backends and new is not None:
+            raise RestartNeeded(f"backend {name!r} is in the config file, but the service started without it: a "
+                                "reload swaps the model of a backend the service runs; restart the service to add one")
         backend = self.find(name)
         if not backend.reloadable:
             raise InvalidInput(f"backend {name!r} ({backend.type}) has no model to reload")
-        new = settings.backends.get(name)
         if new is None:
-            raise ReloadFailed(f"backend {name!r} is no longer in the config; restart the service to remove it")
+            raise RestartNeeded(f"backend {name!r} is no longer in the config file; restart the service to remove it")
         if new.type != backend.type:
-            raise ReloadFailed(f"backend {name!r} changed type ({backend.type} -> {new.type}); restart the service")
+            raise RestartNeeded(f"backend {name!r} changed type ({backend.type} -> {new.type}) in the config file; "
+                                "restart the service to apply it")
         lock = self._reload_locks.setdefault(name, asyncio.Lock())
         async with lock:
             try:
-                return await backend.reload(new)
+                previous, current = await backend.reload(new)
             except Exception as exc:
                 raise ReloadFailed(
                     f"reload of {name!r} failed, still serving {backend.model_version}: {type(exc).__name__}: {exc}",
                     details={"serving": backend.model_version},
                 ) from exc
+        served = backend.details()
+        reloaded = Reloaded(previous, current, served.get("runtime"), served.get("precision"), served.get("notes", []))
+        log.info("backend %r reloaded: %s -> %s, %s %s%s", name, previous, current, reloaded.runtime,
+                 reloaded.precision, "".join(f"; {note}" for note in reloaded.notes))
+        return reloaded
 
     async def close_all(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
@@ -99,8 +123,4 @@ class BackendRegistry:
             raise NotReady(f"human backend {backend.name!r} is not ready: {backend.error or 'still loading'}",
                            retry_after_s=None if backend.error else 5)
         return backend
-
-    @property
-    def all_ready(self) -> bool:
-        return all(b.ready for b in self.backends.values())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from reward_service import items
 
@@ -157,8 +157,8 @@ class OpenRLHFRequest(BaseModel):
             if given is not None and len(given) != len(self.query):
                 raise ValueError(f"`{field}` has {len(given)} entries for {len(self.query)} queries")
         for index, (prompt, query) in enumerate(zip(self.prompts or [], self.query)):
-            if not query.startswith(prompt):
-                raise ValueError(f"prompts[{index}] is not the start of query[{index}]")
+            if not items.without_leading_padding(query).startswith(prompt):
+                raise ValueError(f"prompts[{index}] is not the start of query[{index}] (after its left padding)")
         return self
 
 
@@ -192,6 +192,11 @@ class ReloadResponse(BaseModel):
     backend: str
     previous_model: str
     model: str
+    runtime: str | None = Field(None, description="what serves the new model: onnx or torch")
+    precision: str | None = Field(None, description="what the new model is served in: fp32, int8, bf16 or fp16")
+    notes: list[str] = Field(
+        default_factory=list, description="why the runtime or precision differs from the config, e.g. int8 refused "
+        "because its scores correlate with fp32 below int8_min_pearson")
     elapsed_ms: float
 
 
@@ -243,10 +248,13 @@ class NextTask(BaseModel):
 
 
 class RatingIn(BaseModel):
+    """Strict types: `true` is not a score of 1, nor `false` the response index 0."""
+
     model_config = ConfigDict(extra="forbid")
 
-    score: float | None = Field(None, description="for `rate` tasks: a value on the configured scale")
-    ranking: list[int] | None = Field(
+    score: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = Field(
+        None, description="for `rate` tasks: a value on the configured scale")
+    ranking: list[StrictInt] | None = Field(
         None, max_length=20, description="for `rank` tasks: response indices, best first"
     )
 

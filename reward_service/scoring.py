@@ -22,8 +22,8 @@ from reward_service.errors import (
     TooLarge,
 )
 from reward_service.human.jobs import JobOutcome
-from reward_service.idempotency import IdempotencyCache, fingerprint
-from reward_service.items import Item, ScoreOptions, Scored
+from reward_service.idempotency import IdempotencyCache
+from reward_service.items import Item, ScoreOptions, Scored, fingerprint
 from reward_service.metrics import Metrics
 from reward_service.registry import BackendRegistry
 
@@ -94,7 +94,8 @@ class Scorer:
             scored = await self.idempotency.once(
                 backend.name,
                 request_id,
-                fingerprint([item.key() for item in items]) if request_id else "",
+                fingerprint([[item.key() for item in items], [options.truncation, options.objectives]])
+                if request_id else "",
                 lambda: self._score(backend, items, deadline, timeout, options),
             )
         except RewardServiceError as exc:
@@ -124,8 +125,9 @@ class Scorer:
 
     def _fit(self, items: list[Item]) -> tuple[list[Item], list[bool] | None]:
         """Enforce max_chars_per_item: reject (422), or cut to fit (`truncated` then flags each
-        item; None when nothing was cut). Cutting keeps the start of the response (at least half
-        the limit) and the end of the prompt, the part nearest the response."""
+        item; None when nothing was cut). Cutting works as `truncation: left` does for tokens:
+        the start goes first (of the prompt, then of the response), the end of the response,
+        which decides the reward, stays; the response keeps at least half the limit."""
         limit = self.server.max_chars_per_item
         flags = [len(item.prompt) + len(item.response) > limit for item in items]
         too_long = [i for i, flag in enumerate(flags) if flag]
@@ -140,7 +142,7 @@ class Scorer:
         fitted = list(items)
         for i in too_long:
             prompt, response = items[i].prompt, items[i].response
-            response = response[: max(limit - len(prompt), limit - limit // 2)]
+            response = response[len(response) - min(len(response), max(limit - len(prompt), limit - limit // 2)):]
             keep = limit - len(response)
             cut_prompt = prompt[len(prompt) - keep:] if keep else ""
             context = items[i].context if cut_prompt == prompt else None  # a cut conversation is read as text

@@ -142,9 +142,8 @@ def human_config(store_url: str, **fields) -> config_module.Settings:
     """A config with a human backend on `store_url` (raters alice, bob, carol) and a lexicon fallback."""
     import yaml
 
-    human = {"type": "human", "store": store_url, "raters": {"alice": "token-alice", "bob": "token-bob",
-                                                             "carol": "token-carol"},
-             "poll_interval_s": 0.05, **fields}
+    raters = {"alice": "token-alice-0123456", "bob": "token-bob-0123456", "carol": "token-carol-0123456"}
+    human = {"type": "human", "store": store_url, "raters": raters, "poll_interval_s": 0.05, **fields}
     data = {"default_backend": "human", "backends": {"lexicon": {"type": "lexicon"}, "human": human}}
     return config_module.parse(yaml.safe_dump(data), "test config", environ={})
 

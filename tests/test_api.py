@@ -126,9 +126,9 @@ def test_an_overlong_item_is_422_or_truncated_by_config(tiny_model):
     with TestClient(app) as c:
         r = c.post("/score", json={"items": items, "backend": "lexicon"})
         assert r.status_code == 200 and r.json()["truncated"] == [False, True]
-        cut = c.post("/score", json={"items": [{"prompt": "p" * 60, "response": ("great " * 10)[:50]}],
+        cut = c.post("/score", json={"items": [{"prompt": "p" * 50, "response": ("great " * 10)[-50:]}],
                                      "backend": "lexicon"}).json()
-        assert r.json()["scores"][1] == cut["scores"][0]  # scored as the first 100 characters
+        assert r.json()["scores"][1] == cut["scores"][0]  # scored as the last 100 characters: the start is cut
         assert c.post("/score", json={"items": items[:1], "backend": "lexicon"}).json()["truncated"] is None
 
 

@@ -20,7 +20,7 @@ def make_settings(tmp_path, **auth):
     data = {"default_backend": "lexicon",
             "backends": {"lexicon": {"type": "lexicon"},
                          "human": {"type": "human", "store": f"sqlite:///{tmp_path / 'q.db'}",
-                                   "raters": {"alice": "token-alice"}}},
+                                   "raters": {"alice": "token-alice-0123456"}}},
             "auth": auth}
     return config_module.parse(yaml.safe_dump(data), "test config", environ={})
 
@@ -49,8 +49,8 @@ def test_routes_need_the_right_key(tmp_path):
         assert client.get("/v1/human/export", headers=bearer(ADMIN_KEY)).status_code == 200
         # raters use their own tokens, not API keys, and vice versa
         assert client.get("/v1/tasks/next", headers=bearer(API_KEY)).status_code == 401
-        assert client.get("/v1/tasks/next", headers=bearer("token-alice")).status_code == 200
-        assert client.post("/score", json=ITEM, headers=bearer("token-alice")).status_code == 401
+        assert client.get("/v1/tasks/next", headers=bearer("token-alice-0123456")).status_code == 200
+        assert client.post("/score", json=ITEM, headers=bearer("token-alice-0123456")).status_code == 401
         # open: probes, metrics (by default), the page and the schema
         for path in ("/healthz", "/readyz", "/metrics", "/label", "/openapi.json"):
             assert client.get(path).status_code == 200, path
@@ -107,11 +107,11 @@ def test_config_show_masks_secrets(tmp_path, capsys):
     config.write_text(yaml.safe_dump({
         "default_backend": "human",
         "backends": {"human": {"type": "human", "store": "postgresql://reward:hunter2-secret@db/reward",
-                               "raters": {"alice": "token-alice"}}},
+                               "raters": {"alice": "token-alice-0123456"}}},
         "auth": {"api_keys": [API_KEY], "admin_keys": [ADMIN_KEY]}}))
     cli.main(["config", "show", "--config", str(config)])
     shown = capsys.readouterr().out
-    for secret in (API_KEY, ADMIN_KEY, "token-alice", "hunter2-secret"):
+    for secret in (API_KEY, ADMIN_KEY, "token-alice-0123456", "hunter2-secret"):
         assert secret not in shown
     assert "postgresql://reward:***@db/reward" in shown
 

@@ -109,13 +109,15 @@ def test_a_multi_objective_head_names_its_columns_and_forms_the_reward(tmp_path,
     backend = {"type": "learned-rm", "model": str(folder), "runtime": "torch", "objectives": objectives,
                "reward": {"helpful": 0.7, "honest": 0.3}}
     with client_for(backend) as c:
-        got = score(c, [{"messages": conversation}], return_objectives=True)
+        got = score(c, [{"messages": conversation}], return_objectives=True, request_id="objectives-1")
+        retried_otherwise = c.post("/score", json={"items": [{"messages": conversation}], "request_id": "objectives-1"})
+    assert retried_otherwise.status_code == 409  # a request_id names one request: items and options
     assert got["scores"] == pytest.approx([0.7 * columns[0] + 0.3 * columns[1]], abs=1e-4)
     assert got["objectives"] == {name: [pytest.approx(v, abs=1e-4)] for name, v in zip(objectives, columns)}
     with pytest.raises(Exception, match="objectives"):
         with client_for({"type": "learned-rm", "model": str(folder), "runtime": "torch"}) as c:
             assert c.get("/readyz").status_code == 503
-            raise RuntimeError(c.get("/readyz").json()["backends"]["rm"]["error"])
+            raise RuntimeError(c.get("/readyz?verbose=true").json()["backends"]["rm"]["error"])
 
 
 CUSTOM_MODEL = '''
@@ -211,20 +213,25 @@ def test_openrlhf_queries_in_the_policys_markup_are_rendered_with_the_reward_mod
     expected = card_recipe(folder, conversation)
     with client_for({"type": "learned-rm", "model": str(folder), "runtime": "torch"}) as c:
         r = c.post("/get_reward", json={"query": [query], "prompts": [prompt], "labels": ["unused"]})
+        left_padded = c.post("/get_reward", json={"query": ["<|endoftext|><|endoftext|>" + query], "prompts": [prompt]})
         mismatched = c.post("/get_reward", json={"query": [query], "prompts": ["not the start"]})
         short = c.post("/get_reward", json={"query": [query, query], "prompts": [prompt]})
     assert r.status_code == 200, r.text
     reply = r.json()
     assert reply["rewards"] == pytest.approx([expected], abs=1e-4) and reply["scores"] == reply["rewards"]
     assert reply["extra_logs"] == {} and "chatml" in reply["notes"][0]
+    assert left_padded.status_code == 200 and left_padded.json()["rewards"] == reply["rewards"]
     assert mismatched.status_code == 422 and "prompts[0]" in mismatched.json()["error"]["message"]
     assert short.status_code == 422 and "`prompts` has 1 entries for 2 queries" in short.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
-def test_a_batch_of_mixed_lengths_gives_one_at_a_time_rewards_whatever_the_tokenizers_padding_side(
+def test_a_batch_of_mixed_lengths_gives_one_at_a_time_rewards_whatever_the_pad_ids_and_padding_side(
         tmp_path, smollm2_dir, runtime):
-    folder = make_tiny_qwen2_rm(tmp_path / "rm", smollm2_dir)
+    # The model's own pad id (0, as many Llama-2-era configs say) differs from the tokenizer's pad
+    # token (SmolLM2's <|im_end|>), and the tokenizer asks for left padding: the engine must still
+    # read each reward where the model does alone.
+    folder = make_tiny_qwen2_rm(tmp_path / "rm", smollm2_dir, pad_token_id=0)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     (folder / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}))
     responses = ["ok", "A long, winding answer " * 20, "Fine.", "Two sentences here. And one more."]
@@ -256,3 +263,17 @@ def test_train_rm_on_a_causal_lm_base_makes_a_chat_template_rm_served_as_trained
     with client_for({"type": "learned-rm", "model": str(out), "runtime": "onnx", "precision": "fp32"}) as c:
         got = score(c, [{"prompt": "Review film 3.", "response": " Loved it."}])
     assert got["scores"] == pytest.approx([expected], abs=1e-4)
+
+
+def test_a_checkpoint_saved_in_bf16_is_served_in_fp32_on_cpu(tmp_path, smollm2_dir):
+    folder = make_tiny_llama_rm(tmp_path / "bf16", smollm2_dir)
+    AutoModelForSequenceClassification.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    conversation = CONVERSATIONS["single"]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
+    text = tokenizer.apply_chat_template(conversation, tokenize=False)
+    with torch.no_grad():
+        expected = model(**tokenizer(text, add_special_tokens=False, return_tensors="pt")).logits[0][0].item()
+    with client_for({"type": "learned-rm", "model": str(folder), "runtime": "onnx", "precision": "fp32"}) as c:
+        got = score(c, [{"messages": conversation}])
+    assert got["scores"] == pytest.approx([expected], abs=1e-4) and got["model"].count("+") == 0

@@ -95,14 +95,14 @@ def test_every_dashboard_query_names_a_metric_the_service_exports(tiny_model, tm
 default_backend: sentiment
 backends:
   sentiment: {{type: sentiment, model: {tiny_model}, runtime: torch, max_length: 64}}
-  human: {{type: human, store: "sqlite:///{tmp_path / 'q.db'}", raters: {{alice: token-alice}}}}
+  human: {{type: human, store: "sqlite:///{tmp_path / 'q.db'}", raters: {{alice: token-alice-0123456}}}}
   code: {{type: code, timeout_s: 5}}
 """, "test config", environ={})
     with TestClient(create_app(settings, load_in_background=False)) as client:
         client.post("/score", json={"items": [{"prompt": "", "response": "good"}]})
         client.post("/score", json={"items": [{"prompt": "", "response": "good"}], "backend": "human", "wait": False})
-        task = client.get("/v1/tasks/next", headers={"Authorization": "Bearer token-alice"}).json()["task"]
-        client.post(f"/v1/tasks/{task['id']}/rating", headers={"Authorization": "Bearer token-alice"},
+        task = client.get("/v1/tasks/next", headers={"Authorization": "Bearer token-alice-0123456"}).json()["task"]
+        client.post(f"/v1/tasks/{task['id']}/rating", headers={"Authorization": "Bearer token-alice-0123456"},
                     json={"score": 3})
         client.post("/score", json={"items": [{"prompt": "", "response": "print(1)", "reference": "assert True"}],
                                     "backend": "code"})
@@ -127,9 +127,18 @@ def test_grafana_provisioning_points_at_the_dashboard_folder():
 
 
 def test_the_image_is_built_with_the_script_ci_runs():
+    """Every environment comes from setup.sh; the images carry the serving one (no training
+    extras), a failed model build fails the image, and the cpu image holds prepared graphs."""
+    import re
+
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert dockerfile.count("RUN bash scripts/setup.sh") == 2  # cpu and gpu targets
+    assert len(re.findall(r"^RUN .*bash scripts/setup.sh", dockerfile, re.MULTILINE)) == 3  # serve cpu/gpu, models
+    assert "pip install" not in dockerfile
     for target in ("AS cpu", "AS gpu", "USER reward", "HEALTHCHECK"):
         assert target in dockerfile
+    images = dockerfile[dockerfile.index("AS runtime-base"):]
+    assert "COPY --from=serve-env-cpu /opt/venv /opt/venv" in images and "venv-train" not in images
+    assert 'models build "$m" || exit 1; done' in dockerfile
+    assert "reward-service models prepare --no-build" in dockerfile
     assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
     assert "scripts/setup.sh" in (ROOT / "scripts" / "test.sh").read_text()

@@ -51,7 +51,7 @@ def test_a_broken_backend_gets_a_retry_hint_and_the_others_keep_serving(tiny_mod
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_the_human_queue_reconnects_after_postgresql_drops_its_connections(store_url):
-    alice = {"Authorization": "Bearer token-alice"}
+    alice = {"Authorization": "Bearer token-alice-0123456"}
     app = create_app(human_config(store_url, rank_groups=False), load_in_background=False)
     with TestClient(app) as client:
         items = [{"prompt": "p", "response": f"item {i}"} for i in range(4)]
@@ -98,7 +98,7 @@ def test_a_pickled_model_is_refused_and_readyz_says_why(tmp_path, tiny_model):
     (pickled / "model.safetensors").unlink()
     assert (pickled / "pytorch_model.bin").exists() and not (pickled / "model.safetensors").exists()
     with TestClient(create_app(settings_for(pickled, runtime="torch"), load_in_background=False)) as client:
-        ready = client.get("/readyz")
+        ready = client.get("/readyz?verbose=true")
         assert ready.status_code == 503
         assert "safetensors" in ready.json()["backends"]["sentiment"]["error"]
         assert client.post("/score", json={"items": [ITEM], "backend": "lexicon"}).status_code == 200
@@ -116,13 +116,13 @@ def test_a_human_queue_whose_database_comes_up_late_turns_ready_by_itself(tiny_m
     url = PG_URL.rsplit("/", 1)[0] + f"/{database}"
     try:
         with TestClient(create_app(human_config(url), load_in_background=False)) as client:
-            ready = client.get("/readyz")
+            ready = client.get("/readyz?verbose=true")
             assert ready.status_code == 503 and database in ready.json()["backends"]["human"]["error"]
             assert client.post("/score", json={"items": [ITEM], "backend": "lexicon"}).status_code == 200
             admin.execute(f"CREATE DATABASE {database}")
             deadline = time.monotonic() + 30
             while client.get("/readyz").status_code != 200:
-                assert time.monotonic() < deadline, client.get("/readyz").json()
+                assert time.monotonic() < deadline, client.get("/readyz?verbose=true").json()
                 time.sleep(0.2)
             job = client.post("/score", json={"items": [ITEM], "backend": "human", "wait": False})
             assert job.status_code == 202

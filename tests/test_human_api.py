@@ -13,9 +13,9 @@ from reward_service.app import create_app
 from reward_service.training.preferences import read_preferences
 from tests.conftest import human_config
 
-ALICE = {"Authorization": "Bearer token-alice"}
-BOB = {"Authorization": "Bearer token-bob"}
-CAROL = {"Authorization": "Bearer token-carol"}
+ALICE = {"Authorization": "Bearer token-alice-0123456"}
+BOB = {"Authorization": "Bearer token-bob-0123456"}
+CAROL = {"Authorization": "Bearer token-carol-0123456"}
 ITEMS = [
     {"prompt": "The movie was", "response": " a delight."},
     {"prompt": "I thought the plot", "response": " dragged."},
@@ -171,7 +171,8 @@ def test_rater_errors_are_clear(service):
         rank = next_task(client, ALICE)
         wrong = client.post(f"/v1/tasks/{rank['id']}/rating", headers=ALICE, json={"ranking": [0, 0]})
         assert wrong.status_code == 422 and "exactly once" in wrong.json()["error"]["message"]
-        assert client.get("/v1/tasks/next?backend=lexicon", headers=ALICE).status_code == 422
+        other = client.get("/v1/tasks/next?backend=lexicon", headers=ALICE)  # not a queue alice rates in
+        assert other.status_code == 404 and "use /label?backend=human" in other.json()["error"]["message"]
 
 
 def test_export_feeds_train_rm_and_metrics_show_the_queue(service, tmp_path):
@@ -204,31 +205,52 @@ def test_the_labeling_api_is_in_the_openapi_schema(service):
             assert path in paths
         assert "202" in paths["/score"]["post"]["responses"]
         page = client.get("/label")
-        assert page.status_code == 200 and "/v1/tasks/next" in page.text
+        assert page.status_code == 200 and '<script src="label.js"></script>' in page.text
+        assert "/v1/tasks/next" in client.get("/label.js").text
 
 
 def test_train_rm_from_human_is_one_command(tmp_path, tiny_model, capsys):
+    """The held-out pairs are one whole rank list (never pairs of a list trained on), and so
+    few held-out pairs come with a warning; one rank list alone cannot be split."""
     from reward_service import model_store
     from reward_service.cli import main as cli
     from reward_service.human.store import NewTask, Store
 
-    db = tmp_path / "queue.sqlite3"
-    store = Store.open(f"sqlite:///{db}")
+    def rank(store, prompt, responses):
+        store.create_job("human", None, prompt, len(responses),
+                         [NewTask("rank", prompt, responses, list(range(len(responses))))], 1, None)
+        task = store.claim_next("human", "alice", 60)
+        store.rate(task.id, "alice", None, list(range(len(responses))))
+
+    def train(folder):
+        config = folder / "human.yaml"
+        config.write_text(f"default_backend: human\nbackends:\n  human: {{type: human, store: "
+                          f"'sqlite:///{folder / 'queue.sqlite3'}'}}\n")
+        cli(["train-rm", "--from-human", "--config", str(config), "-o", str(folder / "my-rm"), "--base-model",
+             str(tiny_model), "--max-steps", "1", "--batch-size", "4", "--max-length", "32", "--held-out", "0"])
+
+    alone = tmp_path / "one-list"
+    alone.mkdir()
+    store = Store.open(f"sqlite:///{alone / 'queue.sqlite3'}")
     store.create_schema()
-    responses = [" was a joy.", " was fine.", " was a chore.", " was dull."]
-    store.create_job("human", None, "fp", 4, [NewTask("rank", "The film", responses, [0, 1, 2, 3])], 1, None)
-    task = store.claim_next("human", "alice", 60)
-    store.rate(task.id, "alice", None, [0, 1, 2, 3])
+    rank(store, "The film", [" was a joy.", " was fine.", " was a chore.", " was dull."])
     store.close()
-    config = tmp_path / "human.yaml"
-    config.write_text(f"default_backend: human\nbackends:\n  human: {{type: human, store: 'sqlite:///{db}'}}\n")
-    out = tmp_path / "my-rm"
-    cli(["train-rm", "--from-human", "--config", str(config), "-o", str(out), "--base-model", str(tiny_model),
-         "--max-steps", "1", "--batch-size", "4", "--max-length", "32", "--held-out", "0"])
-    printed = capsys.readouterr().out
-    assert "exported 6 preference pairs from human backend 'human'" in printed
-    assert model_store.read_card(out)["data"]["files"][0]["pairs"] == 6
-    assert (tmp_path / "my-rm.human-pairs.jsonl").is_file()
+    with pytest.raises(SystemExit) as stopped:
+        train(alone)
+    assert stopped.value.code == 2 and "all 6 preference pairs share one prompt" in capsys.readouterr().err
+
+    store = Store.open(f"sqlite:///{alone / 'queue.sqlite3'}")
+    rank(store, "The plot", [" was clever.", " was thin.", " dragged."])
+    store.close()
+    train(alone)
+    printed = capsys.readouterr()
+    assert "exported 9 preference pairs from human backend 'human'" in printed.out
+    assert "held-out pairwise accuracy" in printed.out and "on 3 pairs" in printed.out  # the 3-response list, whole
+    assert "warning: only 3 held-out pair(s) from 1 prompt(s)" in printed.err
+    card = model_store.read_card(alone / "my-rm")
+    assert card["data"]["files"][0]["pairs"] == 9 and card["data"]["held_out_pairs"] == 3
+    assert card["held_out_warning"].startswith("only 3 held-out pair(s)")
+    assert (alone / "my-rm.human-pairs.jsonl").is_file()
 
 
 def test_scale_labels_follow_the_scale():

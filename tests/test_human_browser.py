@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 def test_rate_and_rank_in_the_browser_while_the_trainer_waits(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    config = write_human_config(tmp_path, {"alice": "token-alice"}, guidelines=GUIDELINES)
+    config = write_human_config(tmp_path, {"alice": "token-alice-0123456"}, guidelines=GUIDELINES)
     items = [
         {"prompt": "The movie was", "response": " a delight."},
         {"prompt": "The plot", "response": " x dragged."},
@@ -42,8 +42,15 @@ def test_rate_and_rank_in_the_browser_while_the_trainer_waits(tmp_path):
                 args=["--no-sandbox", "--disable-background-networking", "--disable-component-update"],
             )
             page = browser.new_page()
+            console = []
+            page.on("console", lambda message: console.append(message.text))
             page.goto(f"{url}/label")
-            page.fill("#token", "token-alice")
+            page.fill("#token", "not-alices-token-0123456")
+            page.click("#signin")
+            expect(page.locator("#signin-error")).to_have_text("That token was not accepted. Check it, or ask for "
+                                                              "a new one.")
+            expect(page.locator("#signin-error")).to_have_css("color", "rgb(179, 38, 30)")  # the page's error red
+            page.fill("#token", "token-alice-0123456")
             page.click("#signin")
             expect(page.locator("#guidelines")).to_have_text(GUIDELINES)
             expect(page.locator("#rate-view")).to_be_visible(timeout=20_000)
@@ -61,6 +68,7 @@ def test_rate_and_rank_in_the_browser_while_the_trainer_waits(tmp_path):
             page.keyboard.press("Enter")
             expect(page.locator("#empty")).to_be_visible()
             expect(page.locator("#pending")).to_have_text("0")
+            assert not [text for text in console if "Content Security Policy" in text], console
             browser.close()
         trainer.join(60)
         response = answer["r"]
@@ -68,5 +76,33 @@ def test_rate_and_rank_in_the_browser_while_the_trainer_waits(tmp_path):
         body = response.json()
         assert body["scores"] == [4.0, 3.0, 1.0, 5.0]  # rated 4; ranked z > x > y on the 1..5 scale
         assert body["sources"] == ["human"] * 4
+    finally:
+        stop(process)
+
+
+def test_the_api_docs_render_offline_under_the_content_security_policy(tmp_path):
+    """/docs loads Swagger UI from the service itself (no CDN: the browser here has no way
+    out), and renders the OpenAPI schema with inline script forbidden."""
+    from playwright.sync_api import expect, sync_playwright
+
+    config = write_human_config(tmp_path, {"alice": "token-alice-0123456"})
+    process, url = start_server(config)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                 args=["--no-sandbox", "--disable-background-networking"])
+            page = browser.new_page()
+            console, outside = [], []
+            page.on("console", lambda message: console.append(message.text))
+            page.on("request", lambda request: outside.append(request.url) if not request.url.startswith(url)
+                    else None)
+            page.goto(f"{url}/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("reward-service", timeout=20_000)
+            page.locator(".opblock-summary-path", has_text="/score").first.click()
+            page.locator("button.try-out__btn").first.click()
+            expect(page.locator("button.execute").first).to_be_visible()
+            browser.close()
+        assert not outside, outside
+        assert not [text for text in console if "Content Security Policy" in text or "404" in text], console
     finally:
         stop(process)

@@ -12,7 +12,7 @@ from bench.load import free_port
 from tests.conftest import write_human_config
 from tests.conftest import start_server, stop
 
-ALICE = {"Authorization": "Bearer token-alice"}
+ALICE = {"Authorization": "Bearer token-alice-0123456"}
 
 
 def value_of(text: str) -> float:
@@ -36,7 +36,7 @@ def rate_until_stopped(url, saved: list, stop_event: threading.Event):
 
 
 def test_sigkill_and_restart_loses_nothing(tmp_path):
-    config = write_human_config(tmp_path, {"alice": "token-alice"}, rank_groups=False)
+    config = write_human_config(tmp_path, {"alice": "token-alice-0123456"}, rank_groups=False)
     port = free_port()
     process, url = start_server(config, port=port)
     async_items = [{"prompt": "p", "response": f"async item {i}"} for i in range(40)]

@@ -10,7 +10,7 @@ from tests.conftest import POSITIVE_WORDS, make_tiny_policy, write_human_config
 from tests.conftest import start_server, stop
 from trainer_client import cli
 
-RATER = {"Authorization": "Bearer token-rater"}
+RATER = {"Authorization": "Bearer token-rater-0123456"}
 
 
 def judge(text: str) -> int:
@@ -34,7 +34,7 @@ def rate_everything(url: str, stop_event: threading.Event, rated: list) -> None:
 
 
 def test_ppo_train_with_human_rewards(tmp_path, capsys):
-    config = write_human_config(tmp_path, {"rater": "token-rater"}, poll_interval_s=0.05)
+    config = write_human_config(tmp_path, {"rater": "token-rater-0123456"}, poll_interval_s=0.05)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("the movie was\nthis film is\nthe ending was\nthe music\n")
     policy = make_tiny_policy(tmp_path / "policy")

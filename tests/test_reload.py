@@ -5,7 +5,11 @@ import shutil
 
 import httpx
 
+from fastapi.testclient import TestClient
+
+from reward_service import config as config_module
 from reward_service import model_store
+from reward_service.app import create_app
 from tests.conftest import make_tiny_classifier
 from tests.conftest import start_server, stop
 
@@ -36,6 +40,7 @@ backends:
     assert new != old
     assert set(versions) <= {old, new} and old in versions and new in versions
     assert reload_response["previous_model"] == old and reload_response["model"] == new
+    assert reload_response["runtime"] == "onnx" and reload_response["precision"] == "fp32"
     assert after == new and listed == new
     assert failed_reload.status_code == 503
     error = failed_reload.json()["error"]
@@ -71,3 +76,27 @@ async def _load_with_reload(url, served, version_b):
         unknown = await client.post("/admin/backends/nope/reload")
         assert unknown.status_code == 404
     return statuses, versions, new, reload_response, after, listed, failed_reload, after_failure
+
+
+def test_a_reload_says_what_it_served_and_what_it_cannot_do(tmp_path, tiny_model):
+    """The reply names the runtime and precision (and why they differ from the config); a bad
+    config file is a 422 nobody should retry; a backend added to the file needs a restart."""
+    config = tmp_path / "reward.yaml"
+    served = f"default_backend: rm\nbackends:\n  rm: {{type: sentiment, model: {tiny_model}, runtime: torch"
+    config.write_text(served + ", precision: int8}\n")
+    app = create_app(config_module.load(config), config_path=str(config), load_in_background=False)
+    with TestClient(app) as client:
+        reloaded = client.post("/admin/backends/rm/reload").json()
+        assert reloaded["runtime"] == "torch" and reloaded["precision"] == "fp32"
+        assert reloaded["notes"] == ["int8 asked for, but torch on CPU serves fp32 (int8: use runtime: onnx)"]
+
+        config.write_text(served + ", precision: int8\n")  # the closing brace lost
+        broken = client.post("/admin/backends/rm/reload")
+        assert broken.status_code == 422 and "retry-after" not in broken.headers
+        assert broken.json()["error"]["type"] == "invalid_config" and broken.json()["error"]["retryable"] is False
+
+        config.write_text(served + "}\n  my-rm: {type: sentiment, model: " + str(tiny_model) + "}\n")
+        added = client.post("/admin/backends/my-rm/reload")
+        assert added.status_code == 409 and added.json()["error"]["type"] == "restart_needed"
+        assert "restart the service to add one" in added.json()["error"]["message"]
+        assert client.post("/score", json={"items": ITEMS}).status_code == 200  # still serving

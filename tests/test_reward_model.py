@@ -162,7 +162,7 @@ backends:
         registry = BackendRegistry(settings(False))
         await registry.load_all()
         before = await registry.get("rm").score([Item("p", "r")])
-        with pytest.raises(ReloadFailed, match="stores no normalization"):
+        with pytest.raises(ReloadFailed, match="stores a normalization mean and std"):
             await registry.reload("rm", settings(True))
         after = await registry.get("rm").score([Item("p", "r")])
         await registry.close_all()

@@ -80,7 +80,7 @@ backends:
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                ready = httpx.get(f"{url}/readyz", timeout=1)
+                ready = httpx.get(f"{url}/readyz?verbose=true", timeout=1)
                 if ready.json()["backends"]["sentiment"]["error"]:
                     break
             except httpx.HTTPError:

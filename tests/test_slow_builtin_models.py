@@ -71,3 +71,26 @@ def test_builds_real_reward_model_on_a_subset_and_prefers_fresh_reviews(isolated
     chosen, rejected = asyncio.run(score())
     wins = sum(c > r for c, r in zip(chosen, rejected)) / len(held_out)
     assert wins > 0.7, wins
+
+
+def test_builds_the_decoder_reward_model_and_serves_it_through_its_chat_template(isolated_home):
+    from reward_service.backends.learned_rm import LearnedRMBackend
+    from reward_service.config import LearnedRMBackendSettings
+
+    path = model_store.build("rm-smollm2-rt", force=True, limit=400)
+    card = model_store.read_card(path)
+    assert card["name"] == "rm-smollm2-rt" and card["tokenization"]["formatting"] == "chat_template"
+    assert card["training"]["trainable_layers"] == 4 and card["data"]["pairs"] == 400
+    assert card["held_out_pairwise_accuracy"] > 0.5, card
+
+    async def score():
+        backend = LearnedRMBackend("rm", LearnedRMBackendSettings(type="learned-rm", model="rm-smollm2-rt"))
+        await backend.load()
+        try:
+            return (await backend.score([Item("A review of the movie Up:", " A joy from start to finish.")])), \
+                backend.details()
+        finally:
+            await backend.close()
+
+    scored, details = asyncio.run(score())
+    assert details["formatting"] == "chat_template" and len(scored.scores) == 1

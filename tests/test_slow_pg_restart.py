@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not shutil.which("pg_ctlcluster") or os.geteuid() != 0, reason="needs root and pg_ctlcluster"),
 ]
-ALICE = {"Authorization": "Bearer token-alice"}
+ALICE = {"Authorization": "Bearer token-alice-0123456"}
 
 
 def test_postgresql_restart_loses_no_rating(tmp_path):
@@ -34,7 +34,7 @@ backends:
   human:
     type: human
     store: "{_postgres_schema_url(schema)}"
-    raters: {{alice: token-alice}}
+    raters: {{alice: token-alice-0123456}}
     rank_groups: false
     poll_interval_s: 0.1
 """)

@@ -68,15 +68,20 @@ def test_code_rewards_the_share_of_tests_passed(client):
     ])
     assert got["scores"] == [pytest.approx(2 / 3), 0.0]
     assert got["verdicts"] == {"code": ["some_failed", "no_code"]}
+    assert 'reward_verify_seconds_count{backend="code"} 1.0' in client.get("/metrics").text  # the item that ran
 
 
 def test_hostile_code_is_contained_while_the_service_keeps_serving(client):
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # a service on loopback the code must not reach
+    port = listener.getsockname()[1]
     attacks = [
         "while True:\n    pass",
         "import os\nwhile True:\n    os.fork()",
         "x = bytearray(2 * 1024**3)",
-        "import socket\nsocket.create_connection(('127.0.0.1', 5432), timeout=1)",
-        "open('/root/owned.txt', 'w').write('x')",
+        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)",
+        "open('/root/owned.txt', 'w').write('x')",  # the service user's home (the tests run as root in CI)
     ]  # each followed by a correct solution: only code that got past its attack would pass the test
     hostile = [f"```python\n{attack}\ndef add(a, b):\n    return a + b\n```" for attack in attacks]
     answers = {}
@@ -94,6 +99,7 @@ def test_hostile_code_is_contained_while_the_service_keeps_serving(client):
         served_meanwhile += 1
         time.sleep(0.05)
     worker.join(60)
+    listener.close()
     reply = answers["hostile"].json()
     assert answers["hostile"].status_code == 200 and reply["scores"] == [0.0] * len(hostile), reply
     assert served_meanwhile >= 2
@@ -113,7 +119,6 @@ def test_rule_and_verifier_mix_by_config_and_show_each_part(client):
     assert got["verdicts"]["math"] == ["correct", "correct", "wrong"]
     metrics = client.get("/metrics").text
     assert 'reward_verdicts_total{backend="math",outcome="correct"}' in metrics
-    assert 'reward_verify_seconds_count{backend="code"}' in metrics
 
 
 def test_trainers_send_references_over_http(tmp_path):

@@ -78,6 +78,11 @@ class Backend(ABC):
         """Items waiting to be scored (the `reward_queue_depth` metric)."""
         return sum(batcher.queued_items for batcher in self.batchers())
 
+    def queue_capacity(self) -> int | None:
+        """Items that may wait before requests get 429 (None: no queue)."""
+        batchers = self.batchers()
+        return sum(batcher.settings.max_queue_items for batcher in batchers) if batchers else None
+
     def details(self) -> dict:
         """Backend-specific facts for /v1/backends (runtime, labels, ...)."""
         return {}

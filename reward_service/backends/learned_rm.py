@@ -4,8 +4,8 @@ A one-output head (num_labels=1) gives the reward directly. A multi-objective
 head (num_labels > 1, e.g. ArmoRM's 19 objectives) needs `objectives` naming its
 columns and `reward` saying which column, or which weighted columns, make the
 reward; a request with `return_objectives` gets every column back by name. The
-reward is optionally standardised with the mean/std stored in the model card at
-training time.
+reward is optionally standardised with the mean/std stored at training time (in
+the model card, or in config.json as OpenRLHF saves them).
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from reward_service.backends.model_backend import ModelBackend
 from reward_service.engine.model import ModelEngine
 
 
-def stored_normalization(card: dict) -> tuple[float, float] | None:
-    stats = card.get("normalization") or {}
-    if "mean" in stats and "std" in stats and stats["std"] > 0:
+def stored_normalization(engine: ModelEngine) -> tuple[float, float] | None:
+    """(mean, std) of the model's rewards stored at training time: in the model card
+    (`train-rm`), else in config.json (`mean`, `std`: how OpenRLHF saves them)."""
+    stats = engine.card.get("normalization") or {
+        "mean": getattr(engine.config, "mean", None), "std": getattr(engine.config, "std", None)}
+    if isinstance(stats.get("mean"), (int, float)) and isinstance(stats.get("std"), (int, float)) and stats["std"] > 0:
         return float(stats["mean"]), float(stats["std"])
     return None
 
@@ -50,8 +53,9 @@ class LearnedRMBackend(ModelBackend):
 
     def prepare(self, engine: ModelEngine) -> None:
         engine.reading = reward_weights(engine.settings, engine.outputs_per_item)
-        if engine.settings.normalize and stored_normalization(engine.card) is None:
-            raise ValueError(f"normalize: true, but {engine.model_dir}/model_card.json stores no normalization mean/std")
+        if engine.settings.normalize and stored_normalization(engine) is None:
+            raise ValueError(f"normalize: true, but neither {engine.model_dir}/model_card.json nor its config.json "
+                             "stores a normalization mean and std")
 
     def rewards(self, engine: ModelEngine, outputs: np.ndarray) -> np.ndarray:
         if outputs.shape[1] != len(engine.reading):
@@ -59,7 +63,7 @@ class LearnedRMBackend(ModelBackend):
                              f"{len(engine.reading)} (set `output` to the reward's attribute)")
         rewards = outputs @ engine.reading
         if engine.settings.normalize:
-            mean, std = stored_normalization(engine.card)
+            mean, std = stored_normalization(engine)
             rewards = (rewards - mean) / std
         return rewards
 
@@ -70,12 +74,12 @@ class LearnedRMBackend(ModelBackend):
         return {name: outputs[:, i].astype(float).tolist() for i, name in enumerate(names)}
 
     def normalization(self) -> tuple[float, float] | None:
-        return stored_normalization(self.engine.card)
+        return stored_normalization(self.engine)
 
     def details(self) -> dict:
         return {
             "normalize": self.settings.normalize,
-            "normalization": self.engine.card.get("normalization"),
+            "normalization": stored_normalization(self.engine),
             "objectives": self.settings.objectives,
             "reward": self.settings.reward,
             "output": self.settings.output,

@@ -59,8 +59,13 @@ class ModelBackend(Backend):
         On failure the current model keeps serving and the error propagates."""
         engine = self._new_engine(settings)
         engine.batcher.stats = self.engine.batcher.stats  # counters and metric observers carry over
-        await asyncio.to_thread(engine.load)
-        self.prepare(engine)
+        try:
+            await asyncio.to_thread(engine.load)
+            self.prepare(engine)
+        except BaseException:
+            await engine.close()
+            engine.runtime = None  # its memory (a GPU's too) is not held by a failed reload
+            raise
         old_engine, old_version = self.engine, self.model_version
         self.engine, self.settings = engine, settings  # the switch: new requests use the new engine
         self.ready, self.error = True, None

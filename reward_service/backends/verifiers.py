@@ -8,10 +8,12 @@ backend that needs references answers 422 naming the items without one.
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import PackageNotFoundError, version
 
 from reward_service.backends.base import DEFAULT_OPTIONS, Backend
 from reward_service.config import CodeBackendSettings, FormatBackendSettings, MathBackendSettings
+from reward_service.engine import chat_markup
 from reward_service.errors import InvalidInput, Overloaded
 from reward_service.items import Item, ScoreOptions, Scored, Verdict
 
@@ -21,6 +23,15 @@ def _package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
+
+
+def response_text(item: Item) -> str:
+    """What is checked: the response; of a policy's rendered text (OpenRLHF), the assistant's last
+    turn without its chat markup and end tokens, when the markup is known."""
+    if not item.rendered:
+        return item.response
+    recovered = chat_markup.recover_conversation(item.prompt + item.response, item.prompt or None)
+    return recovered.messages[-1]["content"] if recovered is not None else item.response
 
 
 def references_of(backend: Backend, items: list[Item]) -> list[str]:
@@ -58,7 +69,7 @@ class MathBackend(Backend):
 
     async def score(self, items: list[Item], deadline: float | None = None,
                     options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
-        verdicts = await self.verifier.verify([item.response for item in items], references_of(self, items))
+        verdicts = await self.verifier.verify([response_text(item) for item in items], references_of(self, items))
         return Scored([v.reward for v in verdicts], self.model_version,
                       verdicts={self.name: [Verdict(v.outcome, v.seconds) for v in verdicts]})
 
@@ -99,7 +110,7 @@ class CodeBackend(Backend):
 
         references = references_of(self, items)
         try:
-            verdicts = await self.verifier.verify([item.response for item in items], references)
+            verdicts = await self.verifier.verify([response_text(item) for item in items], references)
         except SandboxBusy as exc:
             raise Overloaded(f"backend {self.name!r}: {exc}", retry_after_s=1) from None
         return Scored([v.reward for v in verdicts], self.model_version,
@@ -107,6 +118,9 @@ class CodeBackend(Backend):
 
     def queued_items(self) -> int:
         return self.sandbox.waiting if self.sandbox is not None else 0
+
+    def queue_capacity(self) -> int | None:
+        return self.settings.max_queued
 
     def details(self) -> dict:
         return {**self.settings.model_dump(exclude={"type"}),
@@ -136,7 +150,7 @@ class FormatBackend(Backend):
 
     async def score(self, items: list[Item], deadline: float | None = None,
                     options: ScoreOptions = DEFAULT_OPTIONS) -> Scored:
-        verdicts = [self.rule.check(item.response) for item in items]
+        verdicts = await asyncio.to_thread(lambda: [self.rule.check(response_text(item)) for item in items])
         return Scored([v.reward for v in verdicts], self.model_version,
                       verdicts={self.name: [Verdict("passed" if v.passed else "failed", None) for v in verdicts]})
 

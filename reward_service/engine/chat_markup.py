@@ -29,9 +29,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-# Pad and end-of-sequence tokens of common tokenizers, stripped from both ends of a text.
-FILLERS = ("<|endoftext|>", "<|end_of_text|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "<eos>", "</s>",
-           "<unk>")
+from reward_service.items import PAD_TOKENS
+
+FILLERS = PAD_TOKENS  # pad and end-of-sequence tokens, stripped from both ends of a text
 # Stands in for the response to parse a prompt that ends where the response starts.
 _PROBE = "\ue000"
 

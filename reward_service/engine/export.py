@@ -22,7 +22,7 @@ EXPORT_VERSION = 2  # bump when the export code changes what it writes
 # Per-channel weight scales: on MiniLM this kept Pearson vs fp32 at 0.996 where
 # per-tensor scales gave 0.987, at the same speed. The name keys the cache.
 INT8_VARIANT = "int8-per-channel"
-INLINE_LIMIT_BYTES = 1_500_000_000  # weights above this export with external data (protobuf's limit is 2 GB)
+INLINE_LIMIT_BYTES = 1_500_000_000  # fp32 weights above this export with external data (protobuf's limit is 2 GB)
 
 
 def cache_dir() -> Path:
@@ -41,7 +41,7 @@ def _export(model_dir: Path, target: Path, input_names: Sequence[str], pad_id: i
 
     from reward_service.engine.runtime import load_classifier
 
-    model = load_classifier(model_dir, False, pad_id)
+    model = load_classifier(model_dir, False, pad_id, dtype=torch.float32)  # the fp32 reference, whatever it ships in
 
     class LogitsOnly(torch.nn.Module):
         """The model with its inputs by position (in `input_names` order) and only logits out."""
@@ -59,6 +59,7 @@ def _export(model_dir: Path, target: Path, input_names: Sequence[str], pad_id: i
     mask[1, 5:] = 0
     example = {"input_ids": torch.full((2, 8), 100, dtype=torch.long), "attention_mask": mask}
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    external = 4 * sum(p.numel() for p in model.parameters()) > INLINE_LIMIT_BYTES  # protobuf holds 2 GB at most
     torch.onnx.export(
         LogitsOnly(model).eval(),
         tuple(example.get(name, torch.zeros((2, 8), dtype=torch.long)) for name in input_names),
@@ -68,12 +69,8 @@ def _export(model_dir: Path, target: Path, input_names: Sequence[str], pad_id: i
         dynamic_shapes=(tuple({0: batch, 1: seq} for _ in input_names),),
         opset_version=OPSET,
         dynamo=True,
-        external_data=_weight_bytes(model_dir) > INLINE_LIMIT_BYTES,  # protobuf cannot hold 2 GB inline
+        external_data=external,
     )
-
-
-def _weight_bytes(model_dir: Path) -> int:
-    return sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
 
 
 def export_onnx(model_dir: Path, input_names: Sequence[str], pad_id: int) -> Path:
@@ -83,11 +80,13 @@ def export_onnx(model_dir: Path, input_names: Sequence[str], pad_id: int) -> Pat
     if graph.is_file():
         log.info("reusing cached ONNX export %s", graph)
         return graph
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".model.onnx.{os.getpid()}"
+    staging = folder / f".staging.{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=True)
     log.info("exporting %s to ONNX (cached in %s)", model_dir, folder)
-    _export(model_dir, staging, input_names, pad_id)
-    staging.replace(graph)  # atomic: a concurrent start never reads half a file
+    _export(model_dir, staging / "model.onnx", input_names, pad_id)
+    for written in sorted(staging.iterdir(), key=lambda f: f.name == "model.onnx"):  # the graph last: the marker
+        written.replace(folder / written.name)  # external data keeps its name, which the graph refers to
+    staging.rmdir()
     write_meta(folder, {"source": str(model_dir), "version": model_store.version(model_dir), "opset": OPSET})
     return graph
 

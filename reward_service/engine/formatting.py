@@ -41,9 +41,10 @@ from typing import NamedTuple
 
 import jinja2
 
+from reward_service.items import TURN_SEPARATOR, Item
+
 MODES = ("auto", "chat_template", "pair", "concat")
 LENGTH_POLICIES = ("reject", "left")
-TURN_SEPARATOR = "\n\n"
 # Stands in for the scored turn's content to find where it starts in a rendered template:
 # a private-use character no real content starts with.
 _PROBE = "\ue000"
@@ -90,12 +91,12 @@ class Encoded:
 
 class PadToken(NamedTuple):
     id: int
-    source: str  # "pad_token", or "eos_token" when the tokenizer has no pad token
+    source: str  # "pad_token", or "eos_token" when the tokenizer has no pad token (or "model config")
 
 
 def as_conversation(prompt: str, response: str) -> list[dict[str, str]]:
     """The conversation a (prompt, response) pair stands for: a user turn, then the scored turn."""
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return Item(prompt, response).conversation()
 
 
 def resolve_mode(tokenizer, mode: str = "auto", template: str | None = None) -> str:
@@ -172,10 +173,10 @@ def model_length_limit(config, tokenizer, configured: int | None = None) -> int:
 
 
 def pad_token(tokenizer) -> PadToken:
-    """The id to pad batches with: the tokenizer's pad token, else its EOS (decoder tokenizers often
+    """The tokenizer's id to pad batches with: its pad token, else its EOS (decoder tokenizers often
     have no pad token), and which one it is so the caller can say so. Padding is on the right and
-    masked; the runtime reads the reward at each row's last unmasked token, never by looking for the
-    pad id (with pad = EOS, an item may itself end in that id)."""
+    masked. A model whose config names its own pad id should be padded with that one instead: its
+    head reads the reward at the last token that is not its pad id (transformers' rule)."""
     if tokenizer.pad_token_id is not None:
         return PadToken(tokenizer.pad_token_id, "pad_token")
     if tokenizer.eos_token_id is not None:

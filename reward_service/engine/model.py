@@ -72,7 +72,7 @@ class ModelEngine:
         self.mode = "concat" if not self.settings.use_prompt else \
             formatting.resolve_mode(self.tokenizer, self.settings.formatting, self.settings.chat_template)
         self.max_length = formatting.model_length_limit(self.config, self.tokenizer, self.settings.max_length)
-        self.pad = formatting.pad_token(self.tokenizer)
+        self.pad = _pad_token(self.config, self.tokenizer)
         self.input_names = [*dict.fromkeys([*self.tokenizer.model_input_names, "attention_mask"])]
         self._make_runtime()
         precision = self.runtime.description.get("precision", "fp32")
@@ -161,3 +161,13 @@ def _markup_notes(markups) -> list[str]:
             counts[markup] = counts.get(markup, 0) + 1
     return [f"{n} item(s) carried {markup} chat markup: the conversation was recovered and rendered with "
             "this reward model's own chat template" for markup, n in counts.items()]
+
+
+def _pad_token(config, tokenizer) -> formatting.PadToken:
+    """Batches are padded with the id the model itself treats as padding (its config's
+    `pad_token_id`: decoders read the reward at the last token that is not it), else the
+    tokenizer's pad token, else its EOS; then the model is told (see runtime.load_classifier)."""
+    own = getattr(config.get_text_config(), "pad_token_id", None)
+    if isinstance(own, int):
+        return formatting.PadToken(own, "model config")
+    return formatting.pad_token(tokenizer)

@@ -29,8 +29,7 @@ def load_classifier(model_dir: Path, trust_remote_code: bool, pad_id: int, **opt
 
     model = AutoModelForSequenceClassification.from_pretrained(
         model_dir, use_safetensors=True, trust_remote_code=trust_remote_code, **options).eval()
-    if getattr(model.config, "pad_token_id", None) is None:
-        model.config.pad_token_id = pad_id  # decoders read the reward at the last non-pad token
+    model.config.pad_token_id = pad_id  # decoders read the reward at the last token that is not the pad id
     return model
 
 
@@ -51,7 +50,7 @@ class TorchRuntime:
         import torch
 
         if settings.threads:
-            torch.set_num_threads(settings.threads)
+            torch.set_num_threads(settings.threads)  # process-wide: the last backend loaded sets it
         self._torch = torch
         self.device = device
         self.output = settings.output
@@ -108,8 +107,8 @@ def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray],
     if settings.device == "cuda" and not cuda:
         notes.append("device: cuda was asked for but torch sees no GPU; serving on CPU")
     runtime = settings.runtime
-    if runtime == "auto":
-        runtime = "torch" if cuda or settings.trust_remote_code else "onnx"
+    if runtime == "auto":  # ONNX exports `logits` of built-in model classes only
+        runtime = "torch" if cuda or settings.trust_remote_code or settings.output != "logits" else "onnx"
     elif runtime == "onnx" and settings.trust_remote_code:
         notes.append("a model with its own code (trust_remote_code) is served by torch, not exported to ONNX")
         runtime = "torch"
@@ -130,9 +129,15 @@ def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray],
 
 def _torch_precision(asked: str, cuda: bool, notes: list[str]) -> str:
     if cuda:
+        import torch
+
         if asked == "int8":
             notes.append("int8 is the CPU (ONNX) path; serving bf16 on CUDA")
-        return {"auto": "bf16", "int8": "bf16"}.get(asked, asked)
+        precision = {"auto": "bf16", "int8": "bf16"}.get(asked, asked)
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            notes.append("this GPU has no bf16; serving fp16")
+            precision = "fp16"
+        return precision
     if asked in ("fp16", "bf16", "int8"):
         notes.append(f"{asked} asked for, but torch on CPU serves fp32 (int8: use runtime: onnx)")
     return "fp32"
@@ -147,16 +152,23 @@ def _onnx_runtime(model_dir: Path, settings, sample_feeds, pad_id: int, notes: l
     runtime, precision = OnnxRuntime(fp32_graph, settings.threads), "fp32"
     if settings.precision in ("fp16", "bf16"):
         notes.append(f"{settings.precision} needs CUDA (runtime: torch); serving fp32 on CPU")
-    if settings.precision in ("auto", "int8"):
-        quantized, check = _checked_int8(fp32_graph, runtime, settings, sample_feeds)
+    if settings.precision in ("auto", "int8") and any(fp32_graph.parent.glob("*.data")):
+        notes.append("int8 not attempted: the graph is over 2 GB (external data); serving fp32")
+    elif settings.precision in ("auto", "int8"):
+        try:
+            quantized, check = _checked_int8(fp32_graph, runtime, settings, sample_feeds)
+        except Exception as exc:  # a graph the quantiser cannot take: fp32 still serves
+            quantized, check = None, None
+            notes.append(f"int8 failed ({type(exc).__name__}: {str(exc)[:200]}); serving fp32")
         if quantized is not None:
             runtime, precision = quantized, "int8"
-        else:
+        elif check is not None:
             notes.append(
                 f"int8 refused: Pearson {check['pearson']} vs fp32 is below int8_min_pearson "
                 f"{settings.int8_min_pearson}; serving fp32"
             )
-        runtime.description["int8_fidelity_vs_fp32"] = check
+        if check is not None:
+            runtime.description["int8_fidelity_vs_fp32"] = check
     runtime.description["precision"] = precision
     return runtime
 

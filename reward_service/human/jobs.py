@@ -19,8 +19,7 @@ from reward_service.errors import BackendFailed, Conflict, DeadlineExceeded, Rew
 from reward_service.human import rewards
 from reward_service.human.queue import HumanQueue
 from reward_service.human.store import Job, Task
-from reward_service.idempotency import conflict_message, fingerprint
-from reward_service.items import Item, Scored
+from reward_service.items import Item, Scored, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +73,17 @@ class Jobs:
         items_fingerprint = fingerprint([item.key() for item in items])
         settings = self.queue.settings
         tasks = rewards.make_tasks(items, settings.rank_groups, settings.max_rank_size)
-        job, created = await self.queue.call(
-            "create_job", self.queue.name, request_id, items_fingerprint, len(items), tasks,
-            settings.overlap, time.time() + timeout_s,
-        )
+        job, created = await self.queue.create_job(request_id, items_fingerprint, len(items), tasks,
+                                                   time.time() + timeout_s)
         if not created and job.fingerprint != items_fingerprint:
-            raise Conflict(conflict_message(request_id))
+            raise Conflict.of_request_id(request_id)
         if created:
             log.info("human job %s: %d items, %d tasks", job.id, len(items), len(tasks))
         return job
 
     async def outcome(self, job_id: str) -> JobOutcome | None:
         """The job as it stands. An async job past its deadline is finished here (with the fallback)."""
-        job = await self.queue.call("job", job_id)
+        job = await self.queue.job(job_id)
         if job is None or job.backend != self.queue.name:
             return None
         if job.status == "pending" and job.deadline_at is not None and time.time() >= job.deadline_at \
@@ -105,7 +102,7 @@ class Jobs:
         reserve = max(0.0, min(FALLBACK_RESERVE_S, (deadline - loop.time()) / 10)) if self.fallback else 0.0
         while True:
             changed = self.queue.changed
-            current = await self.queue.call("job", job.id)
+            current = await self.queue.job(job.id)
             outcome = await self._outcome(current)
             if not outcome.pending:
                 return outcome
@@ -130,7 +127,7 @@ class Jobs:
         so their unrated tasks leave the raters' queue on time."""
         while True:
             try:
-                for job in await self.queue.call("overdue_jobs", self.queue.name):
+                for job in await self.queue.overdue_jobs():
                     await self._finish_with_fallback(job)
             except Exception as exc:  # the store or the fallback is down: try again next round
                 log.warning("human backend %r: overdue-job sweep failed: %s", self.queue.name, exc)
@@ -141,7 +138,7 @@ class Jobs:
             r = job.result
             return JobOutcome(job.id, "done", r["scores"], r["sources"], r["ratings"], r.get("fallback_model"),
                               job.created_at, job.deadline_at, job.request_id)
-        tasks = await self.queue.call("job_tasks", job.id)
+        tasks = await self.queue.job_tasks(job.id)
         scores, counts = rewards.item_rewards(tasks, job.n_items, self.queue.settings.scale)
         sources = ["human" if r is not None else None for r in scores]
         if all(t.status != "pending" for t in tasks):  # every task has its ratings: record the result once
@@ -150,7 +147,7 @@ class Jobs:
                           job.request_id)
 
     async def _finish_with_fallback(self, job: Job, deadline: float | None = None) -> JobOutcome:
-        tasks = await self.queue.call("job_tasks", job.id)
+        tasks = await self.queue.job_tasks(job.id)
         scores, counts = rewards.item_rewards(tasks, job.n_items, self.queue.settings.scale)
         sources = ["human" if r is not None else "fallback" for r in scores]
         missing = [i for i, r in enumerate(scores) if r is None]
@@ -172,7 +169,7 @@ class Jobs:
 
     async def _finish(self, job, scores, sources, counts, fallback_model) -> JobOutcome:
         result = {"scores": scores, "sources": sources, "ratings": counts, "fallback_model": fallback_model}
-        finished = await self.queue.call("finish_job", job.id, result)
+        finished = await self.queue.finish_job(job.id, result)
         return await self._outcome(finished)  # the first recorded result wins, also across replicas
 
 

@@ -18,9 +18,9 @@ from typing import Callable, Iterator
 from reward_service import model_store
 from reward_service.auth import find_token
 from reward_service.config import HumanBackendSettings
-from reward_service.errors import InvalidInput, NotFound
+from reward_service.errors import InvalidInput, NotFound, shown
 from reward_service.human import export, rewards
-from reward_service.human.store import Store, Task, redact_url
+from reward_service.human.store import Job, NewTask, Store, Task, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,31 @@ class HumanQueue:
             await asyncio.to_thread(self.store.close)
         self._executor.shutdown(wait=False)
 
-    async def call(self, method: str, *args):
-        """Store method `method` in this queue's own threads (a stuck database cannot starve
-        the threads other backends use). Its failures are domain errors already."""
-        bound = getattr(self.store, method)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(bound, *args))
+    async def _call(self, method, *args):
+        """A store method in this queue's own threads (a stuck database cannot starve the
+        threads other backends use). Its failures are domain errors already."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(method, *args))
+
+    # -- jobs (their life cycle is `human.jobs`) ---------------------------------------------------
+
+    async def create_job(self, request_id: str | None, fingerprint: str, n_items: int, tasks: list[NewTask],
+                         deadline_at: float) -> tuple[Job, bool]:
+        """The job for this request: (a new one, True), or (the one this request_id made, False)."""
+        return await self._call(self.store.create_job, self.name, request_id, fingerprint, n_items, tasks,
+                                self.settings.overlap, deadline_at)
+
+    async def job(self, job_id: str) -> Job | None:
+        return await self._call(self.store.job, job_id)
+
+    async def job_tasks(self, job_id: str) -> list[Task]:
+        return await self._call(self.store.job_tasks, job_id)
+
+    async def overdue_jobs(self) -> list[Job]:
+        return await self._call(self.store.overdue_jobs, self.name)
+
+    async def finish_job(self, job_id: str, result: dict) -> Job:
+        """Record the result once: the first recorded one wins, also across replicas."""
+        return await self._call(self.store.finish_job, job_id, result)
 
     @property
     def location(self) -> str:
@@ -84,16 +104,16 @@ class HumanQueue:
         return find_token(token, self.settings.raters)
 
     async def waiting_for(self, rater: str) -> int:
-        return await self.call("waiting_for", self.name, rater)
+        return await self._call(self.store.waiting_for, self.name, rater)
 
     async def next_task(self, rater: str) -> Task | None:
         """The rater's next task: the same one until they rate or skip it, or its lease ends."""
-        return await self.call("claim_next", self.name, rater, self.settings.lease_s)
+        return await self._call(self.store.claim_next, self.name, rater, self.settings.lease_s)
 
     async def task(self, task_id: str) -> Task:
-        task = await self.call("task", task_id)
+        task = await self._call(self.store.task, task_id)
         if task is None or task.backend != self.name:
-            raise NotFound(f"no task {task_id} in human backend {self.name!r}")
+            raise NotFound(f"no task {shown(task_id)} in human backend {self.name!r}")
         return task
 
     async def rate(self, task_id: str, rater: str, score: float | None, ranking: list[int] | None) -> tuple[Task, bool]:
@@ -102,7 +122,7 @@ class HumanQueue:
         problem = rewards.validate_rating(await self.task(task_id), self.settings.scale, score, ranking)
         if problem:
             raise InvalidInput(problem)
-        task, stored = await self.call("rate", task_id, rater, score, ranking)
+        task, stored = await self._call(self.store.rate, task_id, rater, score, ranking)
         mine = next(r for r in task.ratings if r.rater == rater)
         if stored:
             self._rating_stored(rater, mine.seconds)
@@ -110,7 +130,7 @@ class HumanQueue:
 
     async def skip(self, task_id: str, rater: str) -> None:
         await self.task(task_id)
-        await self.call("skip", task_id, rater)
+        await self._call(self.store.skip, task_id, rater)
 
     def _rating_stored(self, rater: str, seconds: float | None) -> None:
         """Wake the requests waiting in this process (others notice on their next poll)."""
@@ -123,13 +143,13 @@ class HumanQueue:
 
     async def stats(self) -> dict:
         """Pending tasks and the age of the oldest (for metrics and the summary)."""
-        return await self.call("queue_stats", self.name)
+        return await self._call(self.store.queue_stats, self.name)
 
     async def export_lines(self, fmt: str) -> Iterator[str]:
         """Every rated task as JSON lines in `fmt` (see `human.export`)."""
-        return export.lines(await self.call("rated_tasks", self.name), self.settings.scale, fmt)
+        return export.lines(await self._call(self.store.rated_tasks, self.name), self.settings.scale, fmt)
 
     async def summary(self) -> dict:
         """Queue length, ratings per rater, time to rate and inter-rater agreement."""
-        tasks = await self.call("rated_tasks", self.name)
+        tasks = await self._call(self.store.rated_tasks, self.name)
         return {"backend": self.name, **await self.stats(), **export.summary(tasks, self.settings.scale)}

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reward_service.errors import BackendFailed, NotFound, TaskConflict
+from reward_service.errors import BackendFailed, NotFound, TaskConflict, shown
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS hq_jobs (
@@ -89,7 +89,7 @@ class StoreError(BackendFailed):
 
 class TaskNotFound(NotFound):
     def __init__(self, task_id: str):
-        super().__init__(f"no task {task_id}")
+        super().__init__(f"no task {shown(task_id)}")
 
 
 class NotAssigned(TaskConflict):

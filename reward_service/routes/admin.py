@@ -11,25 +11,37 @@ from reward_service import config as config_module
 from reward_service import errors, schemas
 from reward_service.human import export
 from reward_service.routes.dependencies import AdminKey, RegistryDep
-from reward_service.routes.errors import SCORING_ERRORS
+from reward_service.routes.errors import documented
 
 router = APIRouter(dependencies=[AdminKey])
 
 
-@router.post("/admin/backends/{name}/reload", response_model=schemas.ReloadResponse, responses=SCORING_ERRORS,
+RELOAD_ERRORS = documented({
+    404: "no such backend",
+    409: "`restart_needed`: the config file adds, removes or retypes a backend, which a reload cannot apply",
+    422: "the backend has no model to reload, or `invalid_config`: the config file is invalid (nothing changed; "
+         "fix the file, retrying cannot help)",
+    503: "the new model failed to load; the old one keeps serving",
+})
+
+
+@router.post("/admin/backends/{name}/reload", response_model=schemas.ReloadResponse, responses=RELOAD_ERRORS,
              tags=["admin"])
 async def reload_backend(name: str, request: Request, registry: RegistryDep) -> schemas.ReloadResponse:
-    """Re-read this backend's model location from the config file and hot-swap the model.
-    Requests in flight finish on the old model; a failed load leaves the old one serving."""
+    """Re-read this backend's entry of the config file and hot-swap its model. Requests in
+    flight finish on the old model; a failed load leaves the old one serving. Only that
+    entry is applied: adding or removing a backend, or changing any other section, needs a
+    restart. The reply says how the new model is served (`precision`, and `notes` on why
+    that differs from the config, e.g. int8 refused for fidelity)."""
     started = time.perf_counter()
-    registry.find(name)
     try:
         fresh = config_module.load(request.app.state.config_path)
     except config_module.ConfigError as exc:
-        raise errors.ReloadFailed(f"config could not be re-read, nothing changed: {exc}") from None
-    previous, current = await registry.reload(name, fresh)
+        raise errors.InvalidConfig(f"the config file is invalid, nothing changed: {exc}") from None
+    reloaded = await registry.reload(name, fresh)
     return schemas.ReloadResponse(
-        backend=name, previous_model=previous, model=current,
+        backend=name, previous_model=reloaded.previous, model=reloaded.model, runtime=reloaded.runtime,
+        precision=reloaded.precision, notes=reloaded.notes,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
     )
 

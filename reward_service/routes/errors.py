@@ -25,6 +25,9 @@ STATUS = {  # looked up along the class hierarchy: a subclass answers as its nea
     errors.ReloadFailed: 503,
     errors.NotFound: 404,
     errors.Unauthorized: 401,
+    errors.TooManyFailedAuth: 429,
+    errors.InvalidConfig: 422,
+    errors.RestartNeeded: 409,
     errors.TaskConflict: 409,
     errors.Forbidden: 403,
 }
@@ -59,6 +62,7 @@ COMMON_ERRORS = documented({  # on every route: what any request can meet
     404: "unknown backend, job or task",
     413: "request body over the configured limit",
     422: "invalid input; do not retry unchanged",
+    429: "too many failed authentications from this address; retry after Retry-After",
     503: "backend or store not ready or failing; retry after Retry-After",
 })
 SCORING_ERRORS = documented({
@@ -66,7 +70,7 @@ SCORING_ERRORS = documented({
     409: "request_id reused with different items",
     413: "body or item count over the configured limit",
     422: "invalid input; do not retry unchanged",
-    429: "overloaded; retry after Retry-After seconds",
+    429: "overloaded, or too many failed authentications; retry after Retry-After seconds",
     503: "backend not ready or failing; retry",
     504: "deadline passed; retry with a longer timeout_s",
 })

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reward_service import errors, schemas
-from reward_service.routes.dependencies import APIKey, MetricsDep, RegistryDep, require_metrics_access
+from reward_service.routes.dependencies import (
+    APIKey, MetricsDep, RegistryDep, check_api_key_now, require_metrics_access,
+)
 
 router = APIRouter(tags=["service"])
 
@@ -19,11 +21,27 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz", responses={503: {"description": "some backend is not loaded"}})
-async def readyz(registry: RegistryDep):
-    """Ready: every configured backend has loaded its model."""
-    states = {name: {"ready": b.ready, "error": b.error} for name, b in registry.backends.items()}
-    ready = registry.all_ready
-    return JSONResponse({"ready": ready, "backends": states}, status_code=200 if ready else 503)
+async def readyz(request: Request, registry: RegistryDep,
+                 verbose: bool = Query(False, description="with an API key: each backend's state and error")):
+    """Ready: every configured backend has loaded its model. Without a key the reply is what a
+    load balancer needs, `{"ready", "reason"}` (`loading` or `load_failed`): no backend
+    names, model paths or database addresses. `?verbose=true` with an API key adds each
+    backend's state and error (as `/v1/backends` does)."""
+    states = {name: _state(backend) for name, backend in registry.backends.items()}
+    problems = set(states.values()) - {"ready"}
+    body: dict = {"ready": not problems, "reason": "load_failed" if "load_failed" in problems else
+                  "loading" if problems else None}
+    if verbose:
+        await check_api_key_now(request)
+        body["backends"] = {name: {"ready": backend.ready, "reason": states[name], "error": backend.error}
+                            for name, backend in registry.backends.items()}
+    return JSONResponse(body, status_code=503 if problems else 200)
+
+
+def _state(backend) -> str:
+    if backend.ready:
+        return "ready"
+    return "load_failed" if backend.error else "loading"
 
 
 @router.get("/v1/backends", response_model=schemas.BackendList, dependencies=[APIKey])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from reward_service import schemas
 from reward_service.human.store import Task
@@ -17,7 +17,8 @@ from reward_service.routes.dependencies import RaterDep
 
 router = APIRouter(tags=["labeling"])
 TOKEN_ERRORS = {401: {"model": schemas.ErrorResponse, "description": "missing or unknown rater token"}}
-PAGE = resources.files("reward_service.human").joinpath("static/label.html").read_text()
+STATIC = resources.files("reward_service.human").joinpath("static")
+PAGE, SCRIPT, STYLE = (STATIC.joinpath(name).read_text() for name in ("label.html", "label.js", "label.css"))
 
 
 def _view(task: Task) -> schemas.TaskView:
@@ -27,8 +28,20 @@ def _view(task: Task) -> schemas.TaskView:
 
 @router.get("/label", response_class=HTMLResponse)
 async def label_page() -> HTMLResponse:
-    """The labeling page: sign in with a rater token, then rate or rank."""
+    """The labeling page: sign in with a rater token, then rate or rank. Several human
+    backends: `/label?backend=NAME` (`serve` prints each backend's address)."""
     return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/label.js", include_in_schema=False)
+async def label_script() -> Response:
+    """The page's script, a file of its own: the Content-Security-Policy forbids inline script."""
+    return Response(SCRIPT, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/label.css", include_in_schema=False)
+async def label_style() -> Response:
+    return Response(STYLE, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/v1/rater", response_model=schemas.RaterSession, responses=TOKEN_ERRORS)

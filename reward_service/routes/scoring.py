@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from reward_service import errors, schemas
-from reward_service.items import Item, ScoreOptions
+from reward_service.items import Item, ScoreOptions, without_leading_padding
 from reward_service.routes.dependencies import APIKey, RegistryDep, ScorerDep
 from reward_service.routes.errors import SCORING_ERRORS
 from reward_service.routes.limits import until_disconnect
@@ -53,7 +53,8 @@ async def get_reward(body: schemas.OpenRLHFRequest, request: Request, scorer: Sc
     say so). `labels` are the references of verifiable-reward backends."""
     prompts = body.prompts or [""] * len(body.query)
     labels = body.labels or [None] * len(body.query)
-    items = [Item(p, q[len(p):], reference=label, rendered=True) for p, q, label in zip(prompts, body.query, labels)]
+    queries = [without_leading_padding(q) for q in body.query]  # generation left-pads the policy's text
+    items = [Item(p, q[len(p):], reference=label, rendered=True) for p, q, label in zip(prompts, queries, labels)]
     result = await until_disconnect(
         request, scorer.score(items, backend, return_members=True, options=ScoreOptions(objectives=True)))
     return schemas.OpenRLHFResponse(
@@ -70,4 +71,4 @@ async def job(job_id: str, registry: RegistryDep) -> schemas.JobResponse:
             outcome = await queue.outcome(job_id)
             if outcome is not None:
                 return job_response(queue.name, queue.model_version, outcome)
-    raise errors.NotFound(f"no job {job_id}")
+    raise errors.NotFound(f"no job {errors.shown(job_id)}")

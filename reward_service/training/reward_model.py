@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,14 +66,37 @@ def _train_only_the_top(model, layers: int) -> None:
         parameter.requires_grad = id(parameter) in top or (id(parameter) not in in_stack and "embed" not in name)
 
 
+def _prompt_of(pair: PreferencePair) -> str:
+    """What the split goes by: the prompt (HH pairs without one: the chosen text)."""
+    return pair.prompt or pair.chosen
+
+
 def split_pairs(pairs: list[PreferencePair], held_out_fraction: float) -> tuple[list, list]:
-    """Held out by prompt, so pairs expanded from one rank list never straddle the split."""
-    train, test = [], []
-    for pair in pairs:
-        (test if data.is_held_out(pair.prompt or pair.chosen, held_out_fraction) else train).append(pair)
-    if not test and len(train) > 1:  # tiny files: still hold something out
-        test.append(train.pop())
+    """Held out by prompt, so pairs expanded from one rank list never straddle the split. When
+    the fraction holds out no prompt (a small file), the prompt with the fewest pairs is held
+    out whole; pairs that all share one prompt cannot be split, which is a ValueError."""
+    pairs_per_prompt = Counter(_prompt_of(pair) for pair in pairs)
+    held = {prompt for prompt in pairs_per_prompt if data.is_held_out(prompt, held_out_fraction)}
+    if not held and len(pairs_per_prompt) == 1:
+        raise ValueError(f"all {len(pairs)} preference pairs share one prompt, so none can be held out without "
+                         "also training on its rank list: rate responses to at least two prompts")
+    if not held and pairs_per_prompt:
+        held = {min(pairs_per_prompt, key=pairs_per_prompt.get)}
+    train = [pair for pair in pairs if _prompt_of(pair) not in held]
+    test = [pair for pair in pairs if _prompt_of(pair) in held]
     return train, test
+
+
+MIN_HELD_OUT_PAIRS = 30
+
+
+def held_out_warning(test: list[PreferencePair]) -> str | None:
+    """Below MIN_HELD_OUT_PAIRS the held-out accuracy moves in steps of 1/n and says little."""
+    if len(test) >= MIN_HELD_OUT_PAIRS:
+        return None
+    prompts = len({_prompt_of(pair) for pair in test})
+    return (f"only {len(test)} held-out pair(s) from {prompts} prompt(s): the held-out accuracy means little "
+            f"below {MIN_HELD_OUT_PAIRS} pairs; train on more data before trusting it")
 
 
 @torch.no_grad()
@@ -146,6 +170,7 @@ def train_reward_model(
     train, test = split_pairs(pairs, held_out_fraction)
     if not train or not test:
         raise ValueError(f"need at least 2 preference pairs to train and hold out; got {len(pairs)}")
+    warning = held_out_warning(test)  # in the card; the CLI prints it beside the accuracy
     random.Random(seed).shuffle(train)
 
     torch.manual_seed(seed)
@@ -230,6 +255,7 @@ def train_reward_model(
             "torch_threads": torch.get_num_threads(),
         },
         "held_out_pairwise_accuracy": round(accuracy, 4),
+        "held_out_warning": warning,
         "normalization": {
             "mean": float(responses.mean()),
             "std": float(responses.std() or 1.0),
