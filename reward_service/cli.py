@@ -144,7 +144,8 @@ def cmd_train_rm(args) -> None:
     )
     cards = []
     try:
-        model_store.write_atomically(output, lambda staging: cards.append(train_reward_model(pairs, staging, **options)))
+        model_store.write_atomically(output, lambda staging: cards.append(
+            train_reward_model(pairs, staging, **options)))
     except ValueError as exc:  # data that cannot be split or trained on; nothing was written
         print(f"reward-service: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -253,6 +253,24 @@ def test_train_rm_from_human_is_one_command(tmp_path, tiny_model, capsys):
     assert (alone / "my-rm.human-pairs.jsonl").is_file()
 
 
+def test_serve_prints_each_human_backends_own_page(tmp_path):
+    import yaml
+
+    from tests.conftest import start_server, stop
+
+    config = tmp_path / "two.yaml"
+    def human(db, rater):
+        return {"type": "human", "store": f"sqlite:///{tmp_path / db}", "raters": {rater: f"{rater}-token-0123456789"}}
+
+    config.write_text(yaml.safe_dump({"default_backend": "lexicon", "backends": {
+        "lexicon": {"type": "lexicon"}, "helpful": human("a.db", "ann"), "safe": human("b.db", "sam")}}))
+    process, url = start_server(config)
+    stop(process)
+    printed = process.stdout.read()
+    for name in ("helpful", "safe"):
+        assert f"human backend {name!r}: raters sign in at {url}/label?backend={name} (1 rater token(s)" in printed
+
+
 def test_scale_labels_follow_the_scale():
     from reward_service.config import ConfigError, RatingScale, parse
 

@@ -292,9 +292,9 @@ def test_ratings_and_rankings_take_numbers_not_booleans(tmp_path):
             task = client.get("/v1/tasks/next", headers=rater).json()["task"]
             tasks[task["kind"]] = (task["id"], rater)
         (rate, rater_of_rate), (rank, rater_of_rank) = tasks["rate"], tasks["rank"]
-        for task_id, rater, body, field in (
-                (rate, rater_of_rate, {"score": True}, "body.score"), (rate, rater_of_rate, {"score": "4"}, "body.score"),
-                (rank, rater_of_rank, {"ranking": [False, True, 2]}, "body.ranking.0")):
+        for task_id, rater, body, field in ((rate, rater_of_rate, {"score": True}, "body.score"),
+                                            (rate, rater_of_rate, {"score": "4"}, "body.score"),
+                                            (rank, rater_of_rank, {"ranking": [False, True, 2]}, "body.ranking.0")):
             reply = client.post(f"/v1/tasks/{task_id}/rating", headers=rater, json=body)
             assert reply.status_code == 422, (body, reply.text)
             assert reply.json()["error"]["type"] == "invalid_input" and field in reply.json()["error"]["message"]

@@ -33,10 +33,10 @@ def as_prompt(value):
     return as_text(value)
 
 
-def _request(prompts, completions, columns: dict, reference_column: str) -> dict:
+def _references(columns: dict, reference_column: str) -> list[str | None] | None:
+    """The dataset column holding each item's reference, if the batch has it."""
     references = columns.get(reference_column)
-    return {"prompts": [as_prompt(p) for p in prompts], "responses": [as_text(c) for c in completions],
-            "references": [None if r is None else str(r) for r in references] if references is not None else None}
+    return [None if r is None else str(r) for r in references] if references is not None else None
 
 
 def reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = None,
@@ -44,7 +44,8 @@ def reward_function(url: str = "http://127.0.0.1:8000", backend: str | None = No
     client = RewardClient(url, backend=backend, **client_options)
 
     def reward_service(prompts, completions, **kwargs) -> list[float]:
-        return client.score(**_request(prompts, completions, kwargs, reference_column)).scores
+        return client.score([as_prompt(p) for p in prompts], [as_text(c) for c in completions],
+                            references=_references(kwargs, reference_column)).scores
 
     reward_service.__name__ = f"reward_service_{backend or 'default'}"  # TRL logs rewards under this name
     reward_service.client = client
@@ -56,7 +57,8 @@ def async_reward_function(url: str = "http://127.0.0.1:8000", backend: str | Non
     client = AsyncRewardClient(url, backend=backend, **client_options)
 
     async def reward_service(prompts, completions, **kwargs) -> list[float]:
-        return (await client.score(**_request(prompts, completions, kwargs, reference_column))).scores
+        return (await client.score([as_prompt(p) for p in prompts], [as_text(c) for c in completions],
+                                   references=_references(kwargs, reference_column))).scores
 
     reward_service.__name__ = f"reward_service_{backend or 'default'}"
     reward_service.client = client

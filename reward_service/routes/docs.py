@@ -39,6 +39,7 @@ window.ui = SwaggerUIBundle({
   dom_id: "#swagger-ui",
   layout: "BaseLayout",
   deepLinking: true,
+  validatorUrl: null,  // no badge from validator.swagger.io: nothing leaves the service
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
 });
 """

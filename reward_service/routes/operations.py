@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reward_service import errors, schemas
+from reward_service.backends import Backend
 from reward_service.routes.dependencies import (
     APIKey, MetricsDep, RegistryDep, check_api_key_now, require_metrics_access,
 )
@@ -29,8 +30,8 @@ async def readyz(request: Request, registry: RegistryDep,
     backend's state and error (as `/v1/backends` does)."""
     states = {name: _state(backend) for name, backend in registry.backends.items()}
     problems = set(states.values()) - {"ready"}
-    body: dict = {"ready": not problems, "reason": "load_failed" if "load_failed" in problems else
-                  "loading" if problems else None}
+    reason = ("load_failed" if "load_failed" in problems else "loading") if problems else None
+    body: dict = {"ready": not problems, "reason": reason}
     if verbose:
         await check_api_key_now(request)
         body["backends"] = {name: {"ready": backend.ready, "reason": states[name], "error": backend.error}
@@ -38,7 +39,8 @@ async def readyz(request: Request, registry: RegistryDep,
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
-def _state(backend) -> str:
+def _state(backend: Backend) -> str:
+    """A short code a load balancer may see: ready, loading, or load_failed (never the error)."""
     if backend.ready:
         return "ready"
     return "load_failed" if backend.error else "loading"
