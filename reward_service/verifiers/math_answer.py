@@ -141,15 +141,23 @@ class MathVerifier:
     def _replace(self, worker: _Worker) -> None:
         worker.kill()
         self._all.discard(worker)
+        if self._unusable_because is not None:  # closed (or broken): nothing to replace it for
+            return
         task = asyncio.create_task(self._start_replacement())
         self._replacing.add(task)
         task.add_done_callback(self._replacing.discard)
 
     async def _start_replacement(self) -> None:
         try:
-            self._idle.put_nowait(await self._start_worker())
+            worker = await self._start_worker()
         except Exception as error:  # noqa: BLE001 - reported to every later verify
             self._refuse_from_now_on(f"a worker could not be restarted: {error!r}")
+            return
+        if self._unusable_because is not None:  # closed while it started
+            worker.kill()
+            self._all.discard(worker)
+        else:
+            self._idle.put_nowait(worker)
 
     def _refuse_from_now_on(self, reason: str) -> None:
         self._unusable_because = reason
