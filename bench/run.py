@@ -44,7 +44,8 @@ REQUEST_ITEMS = 32  # items per request for the engine and HTTP rows: one rollou
 
 def make_items(tokenizer, count: int, seed: int = 0) -> list[tuple[str, str]]:
     """(prompt, response) pairs of ~64 tokens: a review's opening words, then the review
-    continued with further reviews of the same movie until the pair reaches the target."""
+    continued with further reviews of the same movie until the pair reaches the target,
+    its end trimmed to at most 8 tokens over it (so no row has anything to truncate)."""
     reviews = data.load_reviews()
     by_movie: dict[str, list[str]] = {}
     for review in reviews:
@@ -61,8 +62,11 @@ def make_items(tokenizer, count: int, seed: int = 0) -> list[tuple[str, str]]:
             if len(tokenizer(prompt, response)["input_ids"]) >= TARGET_TOKENS - 8:
                 break
             response += " " + extra
-        ids = tokenizer(prompt, response, truncation=True, max_length=TARGET_TOKENS + 8)["input_ids"]
-        if len(ids) >= TARGET_TOKENS - 16:
+        words = response.split(" ")
+        while len(tokenizer(prompt, " ".join(words))["input_ids"]) > TARGET_TOKENS + 8:  # nothing is cut later
+            words.pop()
+        response = " ".join(words)
+        if len(tokenizer(prompt, response)["input_ids"]) >= TARGET_TOKENS - 16:
             items.append((prompt, response))
     return items
 
