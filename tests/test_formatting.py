@@ -193,3 +193,58 @@ def test_the_pad_token_falls_back_to_eos_and_says_so(smollm2_dir):
     tokenizer.eos_token = None
     with pytest.raises(ValueError, match="neither a pad token nor an EOS token"):
         formatting.pad_token(tokenizer)
+
+
+def exchanges(count: int) -> list[dict]:
+    """`count` earlier user/assistant exchanges, each long enough to matter, then the last question."""
+    turns = []
+    for i in range(count):
+        turns += [{"role": "user", "content": f"Question {i} about the harbour, in detail. " * 6},
+                  {"role": "assistant", "content": f"Answer {i}: it is old and it is busy. " * 6}]
+    return [*turns, {"role": "user", "content": "And the lighthouse?"}]
+
+
+@pytest.mark.parametrize("kept", [0, 1, 3])
+def test_left_drops_the_fewest_earliest_whole_turns_that_make_it_fit(smollm2, kept):
+    scored = {"role": "assistant", "content": "Still lit, every night."}
+    turns = exchanges(5)
+    conversation = [SYSTEM, *turns, scored]
+    expected = encode(smollm2, [[SYSTEM, *turns[len(turns) - 1 - 2 * kept:], scored]])[0]
+    one_more = encode(smollm2, [[SYSTEM, *turns[len(turns) - 3 - 2 * kept:], scored]])[0]
+    [whole] = encode(smollm2, [conversation])
+    limit = len(one_more) - 1  # the next-earlier exchange no longer fits
+    assert len(expected) <= limit < len(whole)
+    [cut] = fit_length([whole], limit, "left")
+    assert cut.truncated
+    assert cut.input_ids == expected.input_ids and cut.response_start == expected.response_start
+    text = smollm2.decode(cut.input_ids)
+    # What remains opens with the system turn's own header, then a whole user turn: nothing starts mid-way.
+    first_user = turns[len(turns) - 1 - 2 * kept]["content"]
+    assert text.startswith(f"<|im_start|>system\n{SYSTEM['content']}<|im_end|>\n<|im_start|>user\n{first_user}")
+
+
+def test_left_cuts_tokens_only_when_the_last_question_alone_is_still_too_long(smollm2):
+    scored = {"role": "assistant", "content": "Still lit."}
+    last = {"role": "user", "content": "Tell me about the lighthouse keeper. " * 30}
+    conversation = [SYSTEM, *exchanges(2)[:-1], last, scored]
+    [whole] = encode(smollm2, [conversation])
+    # SmolLM2's template writes its own longer default system message when none is given, so the
+    # shortest re-render keeps the configured system message.
+    [reduced] = encode(smollm2, [[SYSTEM, last, scored]])
+    limit = len(reduced) - 20
+    [cut] = fit_length([whole], limit, "left")
+    assert cut.truncated and len(cut) == limit
+    assert cut.input_ids == reduced.input_ids[:1] + reduced.input_ids[len(reduced) - (limit - 1):]
+    assert cut.input_ids[cut.response_start:] == reduced.input_ids[reduced.response_start:]
+    assert "harbour" not in smollm2.decode(cut.input_ids)  # the earlier turns went whole, first
+
+
+def test_left_drops_a_long_system_message_whole_once_the_earlier_turns_are_gone(smollm2):
+    llama3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+              "{{ m['content'] }}<|eot_id|>{% endfor %}")
+    system = {"role": "system", "content": "You review films, and you always explain yourself at length. " * 10}
+    single = as_conversation("Was it good?", "Yes.")
+    [whole] = encode(smollm2, [[system, *single]], template=llama3)
+    [expected] = encode(smollm2, [single], template=llama3)
+    [cut] = fit_length([whole], len(expected), "left")
+    assert cut.truncated and cut.input_ids == expected.input_ids

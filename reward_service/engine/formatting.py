@@ -26,17 +26,20 @@ Invariants:
   nothing), the response runs from the first token of the scored turn's content to the end
   (closing template tokens included).
 - Lengths are counted after formatting and nothing is cut silently: `fit_length` either rejects
-  an item (`TooLong`) or cuts it from the left and sets `truncated`. Cutting drops tokens from the
-  start of the prompt part only: the head stays (a leading token the tokenizer names BOS or CLS;
-  SmolLM2 names `<|im_start|>`), the response stays whole, or keeps its last tokens when it alone
-  is over the limit.
+  an item (`TooLong`) or shortens it from the left and sets `truncated`. Shortening is turn-aware:
+  first whole earliest turns are dropped and the rest re-rendered (system messages stay until
+  every earlier turn is gone, then go too; the turn just before the scored one is never dropped
+  whole), so what remains starts at a turn's own header. Only if that is still too long are
+  tokens cut from the start of the prompt part: the head stays (a leading token the tokenizer
+  names BOS or CLS; SmolLM2 names `<|im_start|>`), the response stays whole, or keeps its last
+  tokens when it alone is over the limit.
 - Requires a fast tokenizer: token offsets locate the response.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import jinja2
@@ -70,6 +73,16 @@ class TooLong(FormattingError):
 
 
 @dataclass(frozen=True)
+class Source:
+    """What an item was formatted from, so `fit_length` can re-render it with fewer turns."""
+
+    tokenizer: object
+    messages: tuple[dict, ...]
+    mode: str  # concrete (never `auto`)
+    template: str | None
+
+
+@dataclass(frozen=True)
 class Encoded:
     """One item's unpadded ids: ids[:prompt_start] the head, ids[response_start:] the response."""
 
@@ -78,6 +91,7 @@ class Encoded:
     prompt_start: int
     response_start: int
     truncated: bool = False
+    source: Source | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -127,23 +141,27 @@ def encode(tokenizer, conversations: list[list[dict]], mode: str = "auto",
     if not conversations:
         return []
     if mode == "pair":
-        return _encode_pairs(tokenizer, conversations)
-    if mode == "chat_template":
-        rendered = [_render(tokenizer, index, messages, template) for index, messages in enumerate(conversations)]
+        items = _encode_pairs(tokenizer, conversations)
     else:
-        rendered = [_join(messages) for messages in conversations]
-    texts, response_chars = zip(*rendered)
-    # A template writes its own special tokens; one plain text gets the tokenizer's.
-    batch = tokenizer(list(texts), add_special_tokens=mode == "concat", return_offsets_mapping=True)
-    starts = [next((token for token, (_, end) in enumerate(offsets) if end > char), len(offsets))
-              for offsets, char in zip(batch["offset_mapping"], response_chars)]
-    return _items(tokenizer, batch, starts)
+        if mode == "chat_template":
+            rendered = [_render(tokenizer, index, messages, template) for index, messages in enumerate(conversations)]
+        else:
+            rendered = [_join(messages) for messages in conversations]
+        texts, response_chars = zip(*rendered)
+        # A template writes its own special tokens; one plain text gets the tokenizer's.
+        batch = tokenizer(list(texts), add_special_tokens=mode == "concat", return_offsets_mapping=True)
+        starts = [next((token for token, (_, end) in enumerate(offsets) if end > char), len(offsets))
+                  for offsets, char in zip(batch["offset_mapping"], response_chars)]
+        items = _items(tokenizer, batch, starts)
+    return [replace(item, source=Source(tokenizer, tuple(messages), mode, template))
+            for item, messages in zip(items, conversations)]
 
 
 def fit_length(items: list[Encoded], max_length: int, policy: str = "reject") -> list[Encoded]:
     """Items within `max_length` tokens: `reject` raises `TooLong` for the first one over it;
-    `left` cuts the prompt from its start, keeping the head and the response whole, or only the
-    response's last tokens when the response alone is over the limit; cut items say `truncated`."""
+    `left` drops the earliest whole turns (re-rendered), then, if still over, cuts the prompt from
+    its start, keeping the head and the response whole, or only the response's last tokens when
+    the response alone is over the limit; shortened items say `truncated`."""
     if policy not in LENGTH_POLICIES:
         raise ValueError(f"unknown length policy {policy!r}; known: {', '.join(LENGTH_POLICIES)}")
     if max_length < 1:
@@ -155,7 +173,7 @@ def fit_length(items: list[Encoded], max_length: int, policy: str = "reject") ->
         elif policy == "reject":
             raise TooLong(index, len(item), max_length)
         else:
-            fitted.append(_cut_left(item, max_length))
+            fitted.append(_fit_left(item, max_length))
     return fitted
 
 
@@ -221,6 +239,51 @@ def _items(tokenizer, batch, response_starts: list[int]) -> list[Encoded]:
         prompt_start = int(bool(ids) and ids[0] in heads and response_start > 0)
         items.append(Encoded(ids, types[i] if types else None, prompt_start, response_start))
     return items
+
+
+def _fit_left(item: Encoded, max_length: int) -> Encoded:
+    """`item` within `max_length`: the fewest earliest turns dropped that make it fit, else the
+    shortest re-render cut by tokens from the left."""
+    source = item.source
+    if source is None:  # not made by `encode`: nothing to re-render
+        return _cut_left(item, max_length)
+    *prompt, scored = source.messages
+    system = next((i for i, message in enumerate(prompt) if message.get("role") != "system"), len(prompt))
+    turns = prompt[system:]
+    # Each cut keeps the turns from a user turn on (templates that enforce alternation refuse a
+    # conversation opening with the assistant), or only the turn just before the scored one.
+    cuts = [[*prompt[:system], *turns[k:], scored] for k in range(1, len(turns))
+            if turns[k].get("role") == "user" or k == len(turns) - 1]
+    if system and turns:  # then the system messages, once every earlier turn is gone
+        cuts.append([turns[-1], scored])
+    renders: dict[int, Encoded | None] = {}
+
+    def render(k: int) -> Encoded | None:
+        if k not in renders:
+            try:
+                [renders[k]] = encode(source.tokenizer, [cuts[k]], source.mode, source.template)
+            except FormattingError:  # the template refuses this cut
+                renders[k] = None
+        return renders[k]
+
+    def fits(k: int) -> bool:
+        shorter = render(k)
+        return shorter is not None and len(shorter) <= max_length
+
+    # Fewer turns render to fewer tokens: bisect for the first cut that fits (a few renders, not one per turn).
+    low, high = 0, len(cuts)
+    while low < high:
+        middle = (low + high) // 2
+        if fits(middle):
+            high = middle
+        else:
+            low = middle + 1
+    if low < len(cuts) and fits(low):
+        return replace(render(low), truncated=True)
+    # Nothing fits whole: cut tokens from the shortest of the most reduced renders.
+    shortest = min((r for r in (render(k) for k in range(len(cuts) - 2, len(cuts)) if k >= 0) if r is not None),
+                   key=len, default=item)
+    return _cut_left(shortest if len(shortest) < len(item) else item, max_length)
 
 
 def _cut_left(item: Encoded, max_length: int) -> Encoded:
