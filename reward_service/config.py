@@ -12,6 +12,7 @@ values parsed as YAML, e.g.::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from importlib import resources
 from pathlib import Path
@@ -304,9 +305,30 @@ class ServerSettings(Strict):
         "closed (8 MiB in 60 s needs about 1.1 Mbit/s)")
     max_header_bytes: int = Field(
         65536, ge=1024, description="request line plus headers; a longer head gets 431 and the connection closes")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks (10.0.0.0/8) of reverse proxies whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed: the client address (for the failed-auth throttle "
+        "and the log) is then the last one in X-Forwarded-For that is not a trusted proxy. Empty: no forwarded "
+        "header is believed, from any peer, loopback included")
     default_timeout_s: float = Field(60.0, gt=0)
     max_timeout_s: float = Field(3600.0, gt=0)
     idempotency_cache_size: int = Field(1024, ge=0, description="recent request_ids remembered per backend")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, proxies: list[str]) -> list[str]:
+        """Each an IP address or network: a typo (or `*`, which would let any client name its own
+        address and so escape the failed-auth throttle) is an error, not a silently ignored entry."""
+        checked = []
+        for i, entry in enumerate(proxies):
+            text = entry.strip()
+            try:  # written as uvicorn compares them (it ignores a network with host bits set)
+                checked.append(str(ipaddress.ip_network(text, strict=False) if "/" in text
+                                   else ipaddress.ip_address(text)))
+            except ValueError:
+                raise ValueError(f"trusted_proxies[{i}]: {text[:60]!r} is not an IP address or network "
+                                 "(e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8)") from None
+        return checked
 
 
 class AuthSettings(Strict):

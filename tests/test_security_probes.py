@@ -7,6 +7,8 @@ authentication on purpose come from their own loopback address (127.0.0.2, ...),
 throttle they trip blocks no other probe.
 """
 
+import asyncio
+import json
 import re
 import socket
 import subprocess
@@ -21,6 +23,8 @@ from fastapi.testclient import TestClient
 
 from bench.load import free_port
 from reward_service.app import create_app
+from reward_service.config import ServerSettings
+from reward_service.http_server import uvicorn_config
 from tests.conftest import human_config, stop
 
 API_KEY = "probe-api-key-0123456789"
@@ -154,7 +158,9 @@ def test_the_connection_cap_refuses_beyond_it_and_recovers_when_idle_ones_are_cl
         time.sleep(0.2)
         with service.client() as client:
             refused = client.get("/healthz")
-            assert refused.status_code == 503, refused.text  # uvicorn's answer beyond max_connections
+            assert refused.status_code == 503, refused.text  # beyond max_connections
+            assert refused.json()["error"]["type"] == "too_many_connections", refused.text  # the typed body
+            assert refused.json()["error"]["retryable"] is True and refused.headers["Retry-After"] == "1"
             time.sleep(DEADLINE_S + 0.5)  # the idle ones reach the head deadline and are closed
             assert client.get("/healthz").status_code == 200
     finally:
@@ -169,6 +175,11 @@ def test_an_oversized_request_head_gets_431(service):
         while chunk := sock.recv(65536):
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    error = json.loads(body)["error"]
+    assert error["type"] == "request_head_too_large" and error["retryable"] is False
+    assert "65536" in error["message"] and b"aaaa" not in body
 
 
 # -- 2. keys in query strings ----------------------------------------------------------------------
@@ -213,6 +224,55 @@ def test_failed_authentication_is_throttled_per_address(service):
         assert guesser.post("/score", json=item, headers=_bearer(API_KEY)).status_code == 200
     print(f"\n{FAILED_AUTH_LIMIT} failed attempts at {rate:.0f}/s, then 429 for {retry_after} s: "
           f"at most {FAILED_AUTH_LIMIT / FAILED_AUTH_WINDOW_S:g} guesses/s from one address")
+
+
+def test_a_forwarded_address_does_not_escape_the_throttle_or_block_another(service):
+    """uvicorn alone believes X-Forwarded-For from 127.0.0.1: a local guesser naming a new address
+    each time would never be throttled, and one naming a victim's address would get it blocked."""
+    wrong = _bearer("wrong-api-key-spoofed-00")
+    item = {"items": [{"prompt": "", "response": "fine"}]}
+    try:
+        with service.client("127.0.0.1") as guesser:
+            statuses = [guesser.post("/score", json=item, headers={**wrong, "X-Forwarded-For": f"198.51.100.{i}"})
+                        .status_code for i in range(FAILED_AUTH_LIMIT + 5)]
+            assert statuses[:FAILED_AUTH_LIMIT] == [401] * FAILED_AUTH_LIMIT
+            assert set(statuses[FAILED_AUTH_LIMIT:]) == {429}, statuses  # counted against the peer, 127.0.0.1
+            time.sleep(FAILED_AUTH_WINDOW_S + 0.1)
+            for _ in range(FAILED_AUTH_LIMIT):  # now all naming one victim
+                guesser.post("/score", json=item, headers={**wrong, "X-Forwarded-For": "127.0.0.11"})
+        with service.client("127.0.0.11") as victim:
+            assert victim.post("/score", json=item, headers=_bearer(API_KEY)).status_code == 200
+    finally:
+        time.sleep(FAILED_AUTH_WINDOW_S + 0.1)  # 127.0.0.1, which other probes use, is let in again
+
+
+def _client_seen_through(server: ServerSettings, peer: str, forwarded: str) -> str:
+    """The client address the app sees under `serve`'s uvicorn settings, for a request from
+    `peer` carrying `X-Forwarded-For: forwarded`."""
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen["client"] = scope["client"][0]
+
+    config = uvicorn_config(app, server, "warning")
+    config.load()
+    scope = {"type": "http", "client": (peer, 5000), "headers": [(b"x-forwarded-for", forwarded.encode())]}
+    asyncio.run(config.loaded_app(scope, None, None))
+    return seen["client"]
+
+
+def test_forwarded_headers_are_believed_only_from_trusted_proxies():
+    default = ServerSettings()
+    assert default.trusted_proxies == []
+    assert _client_seen_through(default, "127.0.0.1", "203.0.113.7") == "127.0.0.1"
+    behind = ServerSettings(trusted_proxies=["10.1.0.0/16", "127.0.0.1"])
+    assert _client_seen_through(behind, "10.1.2.3", "203.0.113.7") == "203.0.113.7"
+    assert _client_seen_through(behind, "10.1.2.3", "203.0.113.7, 127.0.0.1") == "203.0.113.7"  # proxy chain
+    assert _client_seen_through(behind, "10.2.0.1", "203.0.113.7") == "10.2.0.1"  # not a trusted proxy
+    assert ServerSettings(trusted_proxies=["10.1.2.3/16"]).trusted_proxies == ["10.1.0.0/16"]
+    for bad in ("*", "proxy.local", "10.0.0.0/33"):
+        with pytest.raises(ValueError, match="not an IP address or network"):
+            ServerSettings(trusted_proxies=[bad])
 
 
 # -- 4. what an unauthenticated caller learns ------------------------------------------------------
