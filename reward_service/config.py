@@ -153,7 +153,9 @@ class CodeBackendSettings(Strict):
     output_kb: int = Field(64, ge=1, description="stdout and stderr kept per run (the rest is discarded)")
     base_uid: int = Field(62000, ge=1000, description="as root, slots run as base_uid + slot (unprivileged)")
     allow_network: bool = Field(
-        False, description="true: run even where no network namespace can be made (the code may reach the network)")
+        False, description="true: where the sandbox's namespaces cannot be made, run the code anyway without any: "
+        "it may reach the network, and nothing is hidden (the config, key files and model cache are readable as "
+        "far as file permissions let the code's user read them); the log and /v1/backends say so")
 
 
 class FormatBackendSettings(Strict):

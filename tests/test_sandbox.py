@@ -8,6 +8,7 @@ event loop: a ticker task runs beside each one.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -46,6 +47,8 @@ async def started(settings: SandboxSettings = SETTINGS) -> Sandbox:
     try:
         await sandbox.start()
     except SandboxUnavailable as error:
+        if os.environ.get("CI"):  # the CI machines can make namespaces: a sandbox that fails there is a bug
+            pytest.fail(f"no sandbox in CI: {error}")
         pytest.skip(f"no sandbox on this machine: {error}")
     return sandbox
 
@@ -276,6 +279,68 @@ def test_without_namespaces_it_refuses_unless_the_network_is_allowed():
         completed.stdout + completed.stderr
     assert "allow_network=True" in completed.stdout
     assert "network: host network (allow_network=True)" in completed.stdout
+
+
+NO_NAMESPACES = pytest.mark.skipif(
+    not (ROOT and shutil.which("setpriv") and os.path.exists("/usr/bin/python3")),
+    reason="needs root, setpriv, and /usr/bin/python3 (runnable by the sandbox uid)")
+
+
+@NO_NAMESPACES
+def test_a_code_backend_without_namespaces_says_what_allow_network_gives_up(secret_dir):
+    """The `code` backend where namespaces cannot be made (no CAP_SYS_ADMIN), with the hidden
+    paths the service always passes: it refuses by default; with allow_network: true it runs,
+    and its description (in /v1/backends) and a warning name the network and each path that is
+    not hidden. The control run shows the description is true: the world-readable key is read."""
+    public_key, private_key = secret_dir / "key.pem", secret_dir / "private.pem"
+    private_key.write_text("PRIVATE")
+    private_key.chmod(0o600)
+    script = textwrap.dedent(f"""
+        import asyncio, functools, json, logging, sys
+        import reward_service.verifiers as verifiers
+        from reward_service.backends.verifiers import CodeBackend
+        from reward_service.config import CodeBackendSettings
+        from reward_service.items import Item
+        # the service's Python lies in root's home, which a sandbox uid cannot enter without namespaces
+        verifiers.SandboxSettings = functools.partial(verifiers.SandboxSettings, python="/usr/bin/python3")
+        logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="LOG %(message)s")
+        hidden = ({str(public_key)!r}, {str(private_key)!r})
+
+        async def main():
+            out = {{}}
+            settings = dict(type="code", base_uid={SETTINGS.base_uid}, max_concurrent=2, timeout_s=5)
+            try:
+                await CodeBackend("strict", CodeBackendSettings(**settings), hidden).load()
+            except verifiers.SandboxUnavailable as error:
+                out["refused"] = str(error)
+            backend = CodeBackend("open", CodeBackendSettings(**settings, allow_network=True), hidden)
+            await backend.load()
+            out["ready"], out["sandbox"] = backend.ready, backend.details()["sandbox"]
+            leak = "```python\\ndef leak(path):\\n    return open(path).read()\\n```"
+            scored = await backend.score([Item("", leak, reference=f"assert 'TOP-SECRET' in leak({{hidden[0]!r}})"),
+                                          Item("", leak, reference=f"assert 'PRIVATE' in leak({{hidden[1]!r}})")])
+            out["scores"] = scored.scores
+            print("RESULT", json.dumps(out))
+
+        asyncio.run(main())
+    """)
+    completed = subprocess.run(["setpriv", "--bounding-set=-sys_admin", sys.executable, "-c", script],
+                               capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1], check=False)
+    said = completed.stdout + completed.stderr
+    assert "RESULT " in completed.stdout, said
+    out = json.loads(completed.stdout.split("RESULT ", 1)[1])
+    assert "unshare" in out["refused"] and "allow_network=True runs code without namespaces" in out["refused"]
+    assert out["ready"] is True
+    sandbox = out["sandbox"]
+    assert sandbox["network"] == "host network (allow_network=True)" and sandbox["hidden_paths"] == []
+    assert "unshare" in sandbox["not_isolated_because"]
+    network, files, _ = sandbox["not_isolated"]
+    assert network.startswith("network: the host's network")
+    assert f"readable: ['{public_key}']" in files and f"not world-readable (unreadable to it unless ACLs allow): " \
+        f"['{private_key}']" in files, files
+    assert out["scores"] == [1.0, 0.0]  # what the description says: the world-readable one is read
+    warning = next(line for line in completed.stdout.splitlines() if line.startswith("LOG backend 'open'"))
+    assert "WITHOUT isolation" in warning and "network: the host's network" in warning and str(public_key) in warning
 
 
 # --- code rewards

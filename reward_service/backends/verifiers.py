@@ -9,6 +9,7 @@ backend that needs references answers 422 naming the items without one.
 from __future__ import annotations
 
 import asyncio
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from reward_service.backends.base import DEFAULT_OPTIONS, Backend
@@ -16,6 +17,8 @@ from reward_service.config import CodeBackendSettings, FormatBackendSettings, Ma
 from reward_service.engine import chat_markup
 from reward_service.errors import InvalidInput, Overloaded
 from reward_service.items import Item, ScoreOptions, Scored, Verdict
+
+log = logging.getLogger(__name__)
 
 
 def _package_version(name: str) -> str:
@@ -101,6 +104,11 @@ class CodeBackend(Backend):
             base_uid=s.base_uid, hidden_paths=self.hidden_paths, allow_network=s.allow_network,
         ))
         await self.sandbox.start()  # SandboxUnavailable says why (shown in /readyz and /v1/backends)
+        given_up = self.sandbox.describe()["not_isolated"]
+        if given_up:  # allow_network: true, where no namespace could be made: said, never silent
+            log.warning("backend %r runs generated code WITHOUT isolation (allow_network: true, and the sandbox's "
+                        "namespaces cannot be made here: %s). Not isolated: %s", self.name,
+                        self.sandbox.describe()["not_isolated_because"], " | ".join(given_up))
         self.verifier = CodeTestVerifier(self.sandbox, all_or_nothing=s.all_or_nothing)
         self.ready = True
 

@@ -33,9 +33,11 @@ A bounded number of runs go at once (`max_concurrent`); up to `max_queued` more
 wait; beyond that `run` raises `SandboxBusy` at once.
 
 If the namespaces cannot be made, `Sandbox.start` refuses with the reason,
-unless `allow_network=True` and no `hidden_paths`: then runs go without
-namespaces, in a host temporary directory, and `describe()` says what that
-gives up.
+unless `allow_network=True`: then runs go without any namespace, in a host
+temporary directory, with the limits and (as root) the per-slot uids only. That
+gives up more than the network: nothing is hidden, so the code reads whatever
+its user may read, `hidden_paths` included. `describe()["not_isolated"]` says
+exactly what is given up (empty when isolated), for the service to show and log.
 """
 
 from __future__ import annotations
@@ -220,6 +222,7 @@ import asyncio
 import grp
 import pwd
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -298,15 +301,16 @@ class Sandbox:
             self._check_uids_unused()
         self._isolated = True
         failure = await self._probe()
-        if failure and self.settings.allow_network and not self.settings.hidden_paths:
+        if failure and self.settings.allow_network:
             self._isolated, self._why_not_isolated = False, failure
             failure = await self._probe()
+            if failure:
+                failure = f"{failure} (without namespaces, as allow_network=True allows)"
         if failure:
             self._isolated = None
-            s = self.settings
-            hint = ("" if s.allow_network and not s.hidden_paths else
-                    " (and hidden_paths need the mount namespace)" if s.allow_network else
-                    "; allow_network=True (without hidden_paths) runs without namespaces")
+            hint = ("" if self.settings.allow_network else
+                    "; allow_network=True runs code without namespaces: with the host's network, and able to "
+                    "read what its user may read, hidden_paths included")
             raise SandboxUnavailable(f"cannot start the sandbox: {failure}{hint}")
 
     async def run(self, code: str, timeout_s: float | None = None) -> RunResult:
@@ -330,17 +334,43 @@ class Sandbox:
             "network": "none (own network namespace)" if isolated else "host network (allow_network=True)",
             "filesystem": ("read-only; private tmpfs /tmp, /var/tmp, /dev/shm; /run and the service home hidden"
                            if isolated else "host filesystem; a host temporary directory per run"),
-            "hidden_paths": list(s.hidden_paths) if isolated else "none (no mount namespace)",
+            "hidden_paths": list(s.hidden_paths) if isolated else [],
             "leftover_processes": ("killed with the PID namespace, which the launcher reaps" if isolated else
                                    "killed by uid after the run" if self._root else
                                    "only the process group is killed: processes that leave it survive"),
             "not_isolated_because": self._why_not_isolated,
+            "not_isolated": self._given_up() if self._isolated is False else [],
             "python": self._program_argv(),
             "limits": {"wall_s": s.timeout_s, **self._rlimits(), "output_bytes": s.output_bytes,
                        "scratch_bytes": s.scratch_bytes},
             "max_concurrent": s.max_concurrent,
             "max_queued": s.max_queued,
         }
+
+    def _given_up(self) -> list[str]:
+        """What runs without namespaces give up, one sentence each (the exact paths named)."""
+        s = self.settings
+        if self._root:
+            who = f"uids {s.base_uid}..{s.base_uid + s.max_concurrent - 1} (no groups)"
+            readable = [path for path in s.hidden_paths if _world_readable(path)]
+            unreadable = [path for path in s.hidden_paths if path not in readable]
+            files = (f"files: nothing is hidden (no mount namespace); the code runs as {who}, so it reads what any "
+                     f"user may: of the paths it should not read, readable: {readable or 'none'}; not world-readable "
+                     f"(unreadable to it unless ACLs allow): {unreadable or 'none'}; and every world-readable file "
+                     "of the host; it may write where any user may (the host's /tmp)")
+        else:
+            who = _name_of(pwd.getpwuid, os.getuid()) or str(os.getuid())
+            paths = f" ({', '.join(s.hidden_paths)})" if s.hidden_paths else ""
+            files = (f"files: nothing is hidden (no mount namespace); the code runs as the service user ({who}), so "
+                     f"it reads everything the service can, the paths it should not read{paths}, /run and the "
+                     "service user's home included, and it may write wherever that user may")
+        return [
+            "network: the host's network (allow_network=True): the code can connect to any address the service "
+            "can reach, 127.0.0.1 included",
+            files,
+            "processes: " + ("what a run leaves behind is killed by uid afterwards" if self._root else
+                             "only the run's process group is killed: processes that leave it survive the run"),
+        ]
 
     # --- internals
 
@@ -580,6 +610,27 @@ def _uid_of(pid: int) -> int | None:
             return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
     except OSError:
         return None
+
+
+def _world_readable(path: str) -> bool:
+    """Whether a user in no group of the owner can read `path` by its mode bits (ACLs aside):
+    every folder above it searchable by others, and it readable (a folder: and searchable)."""
+    path = os.path.realpath(path)
+    try:
+        mode = os.stat(path).st_mode
+        parents = [os.stat(parent).st_mode for parent in _parents(path)]
+    except OSError:
+        return False
+    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & need == need and all(parent & stat.S_IXOTH for parent in parents)
+
+
+def _parents(path: str) -> list[str]:
+    parents = []
+    while (parent := os.path.dirname(path)) != path:
+        parents.append(parent)
+        path = parent
+    return parents
 
 
 def _name_of(lookup, number: int) -> str | None:
