@@ -277,3 +277,53 @@ def test_a_checkpoint_saved_in_bf16_is_served_in_fp32_on_cpu(tmp_path, smollm2_d
     with client_for({"type": "learned-rm", "model": str(folder), "runtime": "onnx", "precision": "fp32"}) as c:
         got = score(c, [{"messages": conversation}])
     assert got["scores"] == pytest.approx([expected], abs=1e-4) and got["model"].count("+") == 0
+
+
+def test_one_request_mixing_a_conversation_and_a_prompt_response_pair(decoder_rm):
+    multi, single = CONVERSATIONS["multi+system"], CONVERSATIONS["single"]
+    expected = [card_recipe(decoder_rm, multi), card_recipe(decoder_rm, single)]
+    assert abs(expected[0] - expected[1]) > 1e-3  # the two items are told apart
+    with client_for({"type": "learned-rm", "model": str(decoder_rm), "runtime": "onnx", "precision": "fp32"}) as c:
+        got = score(c, [{"messages": multi}, {"prompt": single[0]["content"], "response": single[1]["content"]}])
+        swapped = score(c, [{"prompt": single[0]["content"], "response": single[1]["content"]}, {"messages": multi}])
+    assert got["scores"] == pytest.approx(expected, abs=1e-4)
+    assert swapped["scores"] == pytest.approx(expected[::-1], abs=1e-4)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_a_tokenizer_without_a_pad_token_serves_mixed_length_batches_as_the_card_recipe(tmp_path, smollm2_dir,
+                                                                                         runtime):
+    folder = make_tiny_llama_rm(tmp_path / "rm", smollm2_dir, pad_token_id=None)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("pad_token", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert AutoTokenizer.from_pretrained(folder).pad_token is None
+    assert AutoModelForSequenceClassification.from_pretrained(folder).config.pad_token_id is None
+    responses = ["ok", "A long, winding answer " * 20, "Fine.", "Two sentences here. And one more."]
+    conversations = [[{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": r}]
+                     for i, r in enumerate(responses)]
+    expected = [card_recipe(folder, c) for c in conversations]  # one at a time: no padding at all
+    backend = {"type": "learned-rm", "model": str(folder), "runtime": runtime, "precision": "fp32",
+               "batching": {"max_wait_ms": 50}}
+    with client_for(backend) as c:
+        batched = score(c, [{"messages": conv} for conv in conversations])
+        details = {b["name"]: b for b in c.get("/v1/backends").json()["backends"]}["rm"]["details"]
+    assert details["pad_token"] == "eos_token"
+    assert batched["scores"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_normalize_reads_the_mean_and_std_openrlhf_stores_in_config_json(tmp_path, smollm2_dir):
+    folder = make_tiny_llama_rm(tmp_path / "openrlhf-rm", smollm2_dir)
+    conversation = CONVERSATIONS["single"]
+    raw = card_recipe(folder, conversation)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "mean": 0.25, "std": 4.0}))  # as OpenRLHF saves them
+    assert not (folder / "model_card.json").exists()
+    backend = {"type": "learned-rm", "model": str(folder), "runtime": "torch", "normalize": True}
+    with client_for(backend) as c:
+        got = score(c, [{"messages": conversation}])
+        details = {b["name"]: b for b in c.get("/v1/backends").json()["backends"]}["rm"]["details"]
+    assert details["normalization"] == [0.25, 4.0]
+    assert got["scores"] == pytest.approx([(raw - 0.25) / 4.0], abs=1e-4)
+    with client_for({**backend, "normalize": False}) as c:
+        assert score(c, [{"messages": conversation}])["scores"] == pytest.approx([raw], abs=1e-4)
