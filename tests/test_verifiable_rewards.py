@@ -5,8 +5,12 @@ verdict metrics; the trainer side (RewardClient, TRL adapter, OpenRLHF labels) o
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -103,7 +107,6 @@ def test_hostile_code_is_contained_while_the_service_keeps_serving(client):
     reply = answers["hostile"].json()
     assert answers["hostile"].status_code == 200 and reply["scores"] == [0.0] * len(hostile), reply
     assert served_meanwhile >= 2
-    import os
 
     assert not os.path.exists("/root/owned.txt")
 
@@ -142,3 +145,104 @@ def test_trainers_send_references_over_http(tmp_path):
     assert direct.scores == [1.0, 0.0]
     assert from_column == [1.0, 0.0]
     assert openrlhf["rewards"] == [1.0] and openrlhf["scores"] == [1.0]
+
+
+LEAK = """```python
+import os, sys
+def leak(path):
+    data = "\\n".join(os.listdir(path)) if os.path.isdir(path) else open(path).read()
+    print(data)
+    print(data, file=sys.stderr)
+    return data
+```"""
+
+
+@pytest.mark.skipif(not os.access("/var/lib", os.W_OK),
+                    reason="needs a folder outside /tmp and the home (which the sandbox replaces anyway): /var/lib")
+def test_the_service_hides_its_key_file_config_and_model_cache_from_scored_code(tmp_path):
+    """A real service on a config with a key file, its model cache set by REWARD_SERVICE_HOME, all
+    world-readable in one folder outside /tmp and the home: code sent to /score reads a public file
+    beside them (the control: 1.0), and nothing of the key file, the config or the cache (0.0);
+    no reply carries what the code read or printed."""
+    folder = Path(tempfile.mkdtemp(dir="/var/lib", prefix="reward-hidden-test-"))
+    try:
+        folder.chmod(0o755)
+        api_key = "hidden-api-key-" + "7" * 20
+        keys, config, public = folder / "api_keys", folder / "reward.yaml", folder / "public.txt"
+        cache = folder / "cache"
+        (cache / "models" / "rm").mkdir(parents=True)
+        (cache / "models" / "rm" / "weights.safetensors").write_text("MODEL-CACHE-SECRET")
+        keys.write_text(api_key + "\n")
+        public.write_text("PUBLIC-MARKER")
+        config.write_text("# CONFIG-SECRET-MARKER\n" + json.dumps({
+            "default_backend": "code", "auth": {"api_keys_file": str(keys)},
+            "backends": {"code": {"type": "code", "timeout_s": 5, "max_concurrent": 2}}}))
+        for path in (keys, config, public, cache / "models" / "rm" / "weights.safetensors"):
+            path.chmod(0o644)  # only the sandbox's hiding keeps them from the code
+        for path in (cache, cache / "models", cache / "models" / "rm"):
+            path.chmod(0o755)
+        targets = [public, keys, config, cache, cache / "models" / "rm" / "weights.safetensors"]
+        process, url = start_server(config, env_extra={"REWARD_SERVICE_HOME": str(cache)})
+        try:
+            reply = httpx.post(f"{url}/score", headers={"Authorization": f"Bearer {api_key}"}, timeout=60, json={
+                "items": [{"prompt": "p", "response": LEAK, "reference": f"assert leak({str(path)!r}) != ''"}
+                          for path in targets]})
+            backends = httpx.get(f"{url}/v1/backends", headers={"Authorization": f"Bearer {api_key}"}).json()
+        finally:
+            stop(process)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["scores"] == [1.0, 0.0, 0.0, 0.0, 0.0], reply.text
+        assert reply.json()["verdicts"]["code"] == ["passed_all"] + ["some_failed"] * 4
+        for secret in (api_key, "CONFIG-SECRET-MARKER", "MODEL-CACHE-SECRET", "weights.safetensors", "PUBLIC-MARKER"):
+            assert secret not in reply.text, secret
+        sandbox = next(b for b in backends["backends"] if b["name"] == "code")["details"]["sandbox"]
+        assert {str(keys), str(config), str(cache)} <= set(sandbox["hidden_paths"]), sandbox["hidden_paths"]
+        assert sandbox["not_isolated"] == []
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_full_sandbox_queue_is_a_429_over_http_and_its_depth_is_exported():
+    """`code` at max_concurrent 1: with max_queued 0, of two runs sent at once one runs and the
+    other is a 429 at once; with max_queued 1, of three, one runs, one waits (and shows in
+    reward_queue_depth) and one is a 429."""
+    backends = {"code": {"type": "code", "timeout_s": 10, "max_concurrent": 1, "max_queued": 0},
+                "waits": {"type": "code", "timeout_s": 10, "max_concurrent": 1, "max_queued": 1}}
+    settings = config_module.parse(json.dumps({"default_backend": "code", "backends": backends}), "test", {})
+    slow = {"prompt": "p", "reference": "assert add(1, 2) == 3",
+            "response": "```python\nimport time\ntime.sleep(2)\ndef add(a, b):\n    return a + b\n```"}
+    with TestClient(create_app(settings, load_in_background=False)) as client:
+        def send_at_once(backend, count):
+            replies = {}
+
+            def post(i):
+                started = time.monotonic()
+                replies[i] = client.post("/score", json={"backend": backend, "items": [slow]})
+                replies[i].seconds = time.monotonic() - started
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(count)]
+            for thread in threads:
+                thread.start()
+            return threads, replies
+
+        threads, replies = send_at_once("code", 2)
+        for thread in threads:
+            thread.join(30)
+        ran, refused = sorted(replies.values(), key=lambda reply: reply.status_code)
+        assert (ran.status_code, refused.status_code) == (200, 429), (ran.text, refused.text)
+        assert ran.json()["scores"] == [1.0] and refused.seconds < 1.5  # refused at once, not after a wait
+        assert refused.json()["error"]["type"] == "overloaded" and refused.json()["error"]["retryable"] is True
+        assert refused.headers["Retry-After"] == "1" and "max_queued=0" in refused.json()["error"]["message"]
+        metrics = client.get("/metrics").text
+        assert 'reward_queue_depth{backend="code"} 0.0' in metrics
+        assert 'reward_queue_capacity{backend="code"} 0.0' in metrics
+
+        threads, replies = send_at_once("waits", 3)
+        deadline = time.monotonic() + 10
+        while 'reward_queue_depth{backend="waits"} 1.0' not in client.get("/metrics").text:
+            assert time.monotonic() < deadline, "the waiting run never showed in reward_queue_depth"
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join(30)
+        assert sorted(reply.status_code for reply in replies.values()) == [200, 200, 429]
+        assert 'reward_queue_depth{backend="waits"} 0.0' in client.get("/metrics").text
