@@ -5,8 +5,8 @@ admin key or rater token) is refused with 429 and `Retry-After` on every route t
 takes a key or token until `window_s` after its last counted failure, right keys
 included: if a right guess still answered 200 during the block, throttling would only
 slow the guessing, not hide its success. The price: a client that shares an address
-with a guesser (behind one NAT, or a proxy whose `X-Forwarded-For` is not trusted) is
-refused too, for at most one window.
+with a guesser (behind one NAT, or a proxy not listed in `server.trusted_proxies`, whose
+`X-Forwarded-For` is then not believed) is refused too, for at most one window.
 
 The table of addresses is bounded (MAX_CLIENTS, least recently failed dropped first),
 so a flood of addresses costs memory only up to that bound.

@@ -51,8 +51,9 @@ def metrics(request: Request) -> Metrics:
 
 
 def client_address(request: Request) -> str:
-    """Who failed authentication, for the throttle: the peer (or, behind a trusted proxy,
-    the address uvicorn took from X-Forwarded-For)."""
+    """Who failed authentication, for the throttle: the connection's peer, or, when the peer is
+    listed in `server.trusted_proxies`, the address uvicorn took from X-Forwarded-For (by default
+    no peer is: a forwarded header would let a guesser name a new address on every guess)."""
     return request.client.host if request.client else "unknown"
 
 
