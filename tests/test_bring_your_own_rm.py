@@ -327,3 +327,51 @@ def test_normalize_reads_the_mean_and_std_openrlhf_stores_in_config_json(tmp_pat
     assert got["scores"] == pytest.approx([(raw - 0.25) / 4.0], abs=1e-4)
     with client_for({**backend, "normalize": False}) as c:
         assert score(c, [{"messages": conversation}])["scores"] == pytest.approx([raw], abs=1e-4)
+
+
+def test_the_readmes_worked_examples_are_valid_config_and_requests(smollm2_dir):
+    import re
+    from pathlib import Path
+
+    from reward_service.schemas import ScoreRequest
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Bring your own reward model", 1)[1].split("\n## ", 1)[0]
+    [yaml_block] = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    settings = config_module.parse("default_backend: skywork\n" + yaml_block, "README", {})
+    backends = settings.backends
+    assert {"skywork", "oasst", "armo", "multi", "openrlhf", "internlm2"} <= set(backends)
+    assert backends["openrlhf"].normalize and backends["armo"].output == "score"
+    assert backends["internlm2"].trust_remote_code and backends["internlm2"].batching.max_batch_size == 1
+    bodies = [json.loads(body) for body in re.findall(r"-d '(.*?)'", section, re.S)]
+    assert len(bodies) >= 4
+    for body in bodies:
+        request = ScoreRequest.model_validate(body)
+        assert request.backend in backends
+    assert {"skywork", "oasst", "armo"} <= {b["backend"] for b in bodies if any("messages" in i for i in b["items"])}
+    # InternLM2's template renders the turns, then its reward token last (where its model reads the reward)
+    text = AutoTokenizer.from_pretrained(smollm2_dir).apply_chat_template(
+        CONVERSATIONS["single+system"], chat_template=backends["internlm2"].chat_template, tokenize=False)
+    assert text.endswith("<|im_start|>assistant\nYes, moving and funny.<|im_end|>\n[UNUSED_TOKEN_130]")
+
+
+def test_trl_chat_prompts_reach_the_reward_model_as_messages_not_flattened_text(tmp_path, smollm2_dir):
+    import httpx
+
+    from trainer_client.trl_adapter import reward_function
+
+    folder = make_tiny_llama_rm(tmp_path / "rm", smollm2_dir)
+    prompt = [SYSTEM, TURNS[0]]
+    completion = [{"role": "assistant", "content": TURNS[1]["content"]}]
+    expected = card_recipe(folder, [*prompt, TURNS[1]])
+    flattened = card_recipe(folder, [{"role": "user", "content": SYSTEM["content"] + "\n" + TURNS[0]["content"]},
+                                     TURNS[1]])
+    assert abs(expected - flattened) > 1e-3  # the test can tell the two apart
+    with client_for({"type": "learned-rm", "model": str(folder), "runtime": "torch"}) as c:
+        def forward(request: httpx.Request) -> httpx.Response:
+            reply = c.post(request.url.path, content=request.content, headers={"content-type": "application/json"})
+            return httpx.Response(reply.status_code, content=reply.content, headers=reply.headers)
+
+        reward = reward_function("http://rewards.test", transport=httpx.MockTransport(forward))
+        scores = reward(prompts=[prompt], completions=[completion])
+    assert scores == pytest.approx([expected], abs=1e-4)
