@@ -375,3 +375,16 @@ def test_trl_chat_prompts_reach_the_reward_model_as_messages_not_flattened_text(
         reward = reward_function("http://rewards.test", transport=httpx.MockTransport(forward))
         scores = reward(prompts=[prompt], completions=[completion])
     assert scores == pytest.approx([expected], abs=1e-4)
+
+
+def test_the_readme_layout_names_every_builtin_model_its_builder_module_builds():
+    import re
+    from pathlib import Path
+
+    from reward_service.model_store import BUILTINS
+
+    layout = (Path(__file__).parent.parent / "README.md").read_text().split("\n## Layout", 1)[1].split("\n## ", 1)[0]
+    for model in BUILTINS.values():
+        module = model.builder.split(":")[0].rsplit(".", 1)[1]  # e.g. builtin_rm
+        [entry] = re.findall(rf"\b{module} \(builds ([^)]*)\)", layout)
+        assert model.name in entry, f"README Layout: {module} builds {entry}, not {model.name}"
