@@ -1,12 +1,16 @@
 """Benchmark: the engine and the service against the scorers of the classic tutorials.
 
-Runs every row in one process (the HTTP row starts the real server as a child
-process and drives it over loopback), on the same inputs: real Rotten Tomatoes
-review texts as (prompt, response) pairs of about 64 tokens, scored by the
-builtin `sentiment-minilm-rt` model. Prints a table and writes JSON.
+Runs every row in one run (the HTTP rows start the real server as a child process and
+drive it over loopback with `wrk`, a C load generator that costs the 2 cores little),
+on the same inputs: real Rotten Tomatoes review texts as (prompt, response) pairs of
+about 64 tokens, scored by the builtin `sentiment-minilm-rt` model. The machine's own
+limits are measured in the same run: onnxruntime's int8 `MatMulInteger` and fp32
+`MatMul` on a 2048x384x1536 product (MiniLM's feed-forward shape), and each row's model
+work is reported as a share of the int8 one. Prints a table and writes JSON.
 
-    .venv/bin/python bench/run.py                 # full run, ~5 minutes on 2 cores
+    .venv/bin/python bench/run.py                 # full run, ~6 minutes on 2 cores
     .venv/bin/python bench/run.py --items 256     # quicker
+    apt-get install wrk                           # the HTTP rows need it (--no-http skips them)
 """
 
 from __future__ import annotations
@@ -116,24 +120,34 @@ def eager_batched(model, tokenizer, items, max_length: int) -> dict:
                latencies, f"latency per batch of {REQUEST_ITEMS}")
 
 
-def engine_settings(precision: str, max_length: int) -> SentimentBackendSettings:
+def engine_settings(precision: str, max_length: int, graph: str = "auto") -> SentimentBackendSettings:
     return SentimentBackendSettings(
         type="sentiment", model="sentiment-minilm-rt", runtime="onnx", precision=precision, device="cpu",
-        use_prompt=True, max_length=max_length, batching=BatchingSettings(max_batch_size=64, max_wait_ms=2),
+        use_prompt=True, max_length=max_length, onnx_graph=graph,
+        batching=BatchingSettings(max_batch_size=64, max_wait_ms=2),
     )
 
 
+ENGINE_ROWS = (  # label, precision, graph: what each change bought, side by side
+    ("c) engine, ONNX fp32, reference graph", "fp32", "reference"),
+    ("c') engine, ONNX fp32, fused graph", "fp32", "fused"),
+    ("d) engine, ONNX int8, reference graph", "int8", "reference"),
+    ("d') engine, ONNX int8, fused graph (served)", "int8", "fused"),
+)
+
+
 def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
-    """(c, d) The engine in process: every request of 32 items submitted at once, batched dynamically."""
-    rows, fidelity = [], {}
-    for label, precision in (("c) engine, ONNX fp32", "fp32"), ("d) engine, ONNX int8", "int8")):
+    """(c, d) The engine in process: every request of 32 items submitted at once, batched
+    dynamically. Also a profile of the served row: where its wall time went."""
+    rows, described = [], {}
+    for label, precision, graph in ENGINE_ROWS:
         engine = ModelEngine("bench", model_store.resolve("sentiment-minilm-rt"),
-                             engine_settings(precision, max_length)).load()
+                             engine_settings(precision, max_length, graph)).load()
         described = engine.describe()
-        if described["precision"] != precision:
-            raise SystemExit(f"engine refused {precision}: {described.get('notes')}")
-        if precision == "int8":
-            fidelity = described.get("int8_fidelity_vs_fp32", {})
+        if described["precision"] != precision or described["graph_variant"] != graph:
+            raise SystemExit(f"engine refused {precision}/{graph}: {described.get('notes')}")
+        inference = []
+        engine.batcher.stats.observers.append(lambda size, tokens, run_s, waited_s: inference.append(run_s))
 
         async def run():
             async def one(chunk):
@@ -142,6 +156,7 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
                 return time.perf_counter() - t
 
             await engine.outputs([Item(*items[0])])  # warm-up
+            inference.clear()
             chunks = [items[i: i + REQUEST_ITEMS] for i in range(0, len(items), REQUEST_ITEMS)]
             started = time.perf_counter()
             latencies = await asyncio.gather(*(one(c) for c in chunks))
@@ -150,9 +165,18 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
             return elapsed, list(latencies)
 
         elapsed, latencies = asyncio.run(run())
-        rows.append(row(label, len(items), elapsed, latencies,
-                        f"all {len(items) // REQUEST_ITEMS} requests of {REQUEST_ITEMS} at once; latency per request"))
-    return rows, fidelity
+        result = row(label, len(items), elapsed, latencies,
+                     f"all {len(items) // REQUEST_ITEMS} requests of {REQUEST_ITEMS} at once; latency per request")
+        result["inference_share_of_wall"] = sum(inference) / elapsed
+        rows.append(result)
+    started = time.perf_counter()
+    engine.encode([Item(p, r) for p, r in items], "reject")
+    profile = {"encode_us_per_item": 1e6 * (time.perf_counter() - started) / len(items),
+               "inference_share_of_wall": rows[-1]["inference_share_of_wall"]}
+    fidelity = {"int8_vs_fp32": described.get("int8_fidelity_vs_fp32"),
+                "fused_vs_reference": described.get("fused_fidelity_vs_reference"),
+                "fused_operators": described.get("fused_operators")}
+    return rows, {"fidelity": fidelity, "profile": profile}
 
 
 def start_server(max_length: int) -> tuple[subprocess.Popen, str]:
@@ -175,51 +199,98 @@ backends:
     return start_service(config)
 
 
-def http_rows(items, max_length: int, clients: int, single_requests: int) -> list[dict]:
-    """(e) The real service over real HTTP: 32 concurrent clients, then one client sending single items."""
-    import httpx
+WRK_SCRIPT = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "/score", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
 
+
+def wrk(url: str, items, per_request: int, connections: int, seconds: int) -> dict:
+    """`wrk` against /score: `connections` keep-alive clients, each sending requests of
+    `per_request` items back to back, rotating through the benchmark's items."""
+    import re
+
+    bodies = [json.dumps({"items": [{"prompt": p, "response": r} for p, r in items[i: i + per_request]]})
+              for i in range(0, len(items) - per_request + 1, per_request)]
+    script = Path(tempfile.mkdtemp(prefix="reward-wrk-")) / "score.lua"
+    script.write_text(WRK_SCRIPT % ", ".join("[==[" + body + "]==]" for body in bodies))
+    threads = max(1, min(2, connections))
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+    def latency(pct: str) -> float:
+        value, suffix = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        return float(value) * unit[suffix]
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad or errors:
+        raise SystemExit(f"wrk saw failures ({bad.group(0) if bad else ''} {errors.group(0) if errors else ''}):\n{out}")
+    elapsed = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    return {"items": requests * per_request, "seconds": elapsed, "items_per_s": requests * per_request / elapsed,
+            "p50_ms": latency(50), "p99_ms": latency(99), "requests": requests}
+
+
+def http_rows(items, max_length: int, seconds: int) -> list[dict]:
+    """(e) The real service over real HTTP, driven by wrk: 32 clients x 4 items, 64 clients x
+    1 item (OpenRLHF sends one sample per request), and one client x 1 item (latency)."""
+    import shutil
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("the HTTP rows need wrk (apt-get install wrk), or run with --no-http")
     process, url = start_server(max_length)
     try:
-        async def concurrent():
-            chunks = [items[i: i + REQUEST_ITEMS] for i in range(0, len(items), REQUEST_ITEMS)]
-            queue: asyncio.Queue = asyncio.Queue()
-            for chunk in chunks:
-                queue.put_nowait(chunk)
-            latencies = []
-            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-            async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-                await client.post("/score", json={"items": [{"prompt": "warm", "response": "up"}]})
-
-                async def worker():
-                    while not queue.empty():
-                        chunk = queue.get_nowait()
-                        body = {"items": [{"prompt": p, "response": r} for p, r in chunk]}
-                        t = time.perf_counter()
-                        response = await client.post("/score", json=body)
-                        response.raise_for_status()
-                        assert len(response.json()["scores"]) == len(chunk)
-                        latencies.append(time.perf_counter() - t)
-
-                started = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(clients)))
-                return time.perf_counter() - started, latencies
-
-        elapsed, latencies = asyncio.run(concurrent())
-        concurrent_row = row(f"e) HTTP service, {clients} concurrent clients", len(items), elapsed, latencies,
-                             f"requests of {REQUEST_ITEMS} items, int8; latency per request")
-        single_latencies = []
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for prompt, response in items[:single_requests]:
-                t = time.perf_counter()
-                client.post("/score", json={"items": [{"prompt": prompt, "response": response}]}).raise_for_status()
-                single_latencies.append(time.perf_counter() - t)
-        single_row = row("e') HTTP service, single-item requests", single_requests, sum(single_latencies),
-                         single_latencies, "one client, one item per request, sequential")
-        return [concurrent_row, single_row]
+        wrk(url, items, 4, 32, 3)  # warm-up
+        shapes = (("e) HTTP service, 32 clients x 4 items", 4, 32), ("e') HTTP service, 64 clients x 1 item", 1, 64),
+                  ("e'') HTTP service, 1 client x 1 item", 1, 1))
+        rows = []
+        for name, per_request, connections in shapes:
+            measured = wrk(url, items, per_request, connections, seconds)
+            rows.append({"name": name, "note": f"wrk, {measured['requests']} requests; latency per request",
+                         **measured})
+        return rows
     finally:
         process.terminate()
         process.wait(10)
+
+
+def ort_matmul_limit(kind: str, m: int = 2048, k: int = 384, n: int = 1536, seconds: float = 3.0) -> float:
+    """(limit) The machine's own matrix-product rate in onnxruntime, ops/s: int8 `MatMulInteger`
+    (uint8 activations x int8 weights, the kernel dynamic int8 runs) or fp32 `MatMul`."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    if kind == "int8":
+        weights = [numpy_helper.from_array(rng.integers(-127, 127, (k, n), dtype=np.int8), "B"),
+                   numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
+                   numpy_helper.from_array(np.array(0, np.int8), "b_zero")]
+        node = helper.make_node("MatMulInteger", ["A", "B", "a_zero", "b_zero"], ["Y"])
+        types, feed = (TensorProto.UINT8, TensorProto.INT32), rng.integers(0, 255, (m, k), dtype=np.uint8)
+    else:
+        weights = [numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "B")]
+        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
+        types, feed = (TensorProto.FLOAT, TensorProto.FLOAT), rng.standard_normal((m, k), dtype=np.float32)
+    graph = helper.make_graph([node], "limit", [helper.make_tensor_value_info("A", types[0], [m, k])],
+                              [helper.make_tensor_value_info("Y", types[1], [m, n])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the engine runs
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    for _ in range(3):
+        session.run(None, {"A": feed})
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        session.run(None, {"A": feed})
+        runs += 1
+    return 2 * m * k * n * runs / (time.perf_counter() - started)
 
 
 def gemm_flops(seconds: float = 3.0, n: int = 1024) -> float:
@@ -258,10 +329,10 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=1024, help="items for rows b-e")
+    parser.add_argument("--items", type=int, default=1024, help="items for rows b-d")
     parser.add_argument("--naive-items", type=int, default=64, help="items for the slow naive row")
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--single-requests", type=int, default=200)
+    parser.add_argument("--http-seconds", type=int, default=15, help="seconds per HTTP row")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP rows (they need wrk)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
 
@@ -277,10 +348,12 @@ def main() -> None:
     print(f"{len(items)} items, tokens per pair: mean {mean_tokens:.1f}, min {min(lengths)}, max {max(lengths)}")
 
     rows = [naive_scorer(model, tokenizer, items[: args.naive_items]), eager_batched(model, tokenizer, items, max_length)]
-    engine, fidelity = engine_rows(items, max_length)
+    engine, found = engine_rows(items, max_length)
     rows += engine
-    rows += http_rows(items, max_length, args.clients, args.single_requests)
-    peak = gemm_flops()
+    if not args.no_http:
+        rows += http_rows(items, max_length, args.http_seconds)
+    limits = {"int8_matmulinteger_gops": ort_matmul_limit("int8") / 1e9,
+              "fp32_matmul_gflops": ort_matmul_limit("fp32") / 1e9, "torch_fp32_gemm_gflops": gemm_flops() / 1e9}
     flops = model_flops_per_item(model.config, mean_tokens)
 
     naive, eager = rows[0]["items_per_s"], rows[1]["items_per_s"]
@@ -288,23 +361,29 @@ def main() -> None:
         r["vs_naive"] = r["items_per_s"] / naive
         r["vs_eager"] = r["items_per_s"] / eager
         r["model_gflops"] = r["items_per_s"] * flops / 1e9
-        r["share_of_gemm_peak"] = r["model_gflops"] * 1e9 / peak
-    by = {r["name"][:2]: r for r in rows}
+        r["share_of_int8_limit"] = r["model_gflops"] / limits["int8_matmulinteger_gops"]
+    by = {r["name"].split(")")[0]: r for r in rows}
+    served = by["d'"]
     ratios = {
-        "int8_engine_vs_eager": by["d)"]["items_per_s"] / eager,
-        "int8_engine_vs_naive": by["d)"]["items_per_s"] / naive,
-        "http_vs_inprocess_int8": by["e)"]["items_per_s"] / by["d)"]["items_per_s"],
-        "single_item_http_p50_ms": by["e'"]["p50_ms"],
+        "int8_engine_vs_eager": served["items_per_s"] / eager,
+        "int8_engine_share_of_int8_limit": served["share_of_int8_limit"],
+        "fused_vs_reference_int8": served["items_per_s"] / by["d"]["items_per_s"],
     }
+    if not args.no_http:
+        ratios.update({
+            "http_32x4_vs_inprocess": by["e"]["items_per_s"] / served["items_per_s"],
+            "http_64x1_vs_inprocess": by["e'"]["items_per_s"] / served["items_per_s"],
+            "single_item_http_p50_ms": by["e''"]["p50_ms"],
+        })
     result = {
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "model": model_store.version(path),
         "items": len(items),
         "mean_tokens": mean_tokens,
-        "gemm_gflops": peak / 1e9,
+        "limits": limits,
         "model_gflops_per_item": flops / 1e9,
-        "int8_fidelity_vs_fp32": fidelity,
+        **found,
         "rows": rows,
         "ratios": ratios,
     }
@@ -316,15 +395,20 @@ def main() -> None:
 
 
 def print_table(result: dict) -> None:
+    limits = result["limits"]
     print(f"\nmachine: {result['machine']}")
-    print(f"model: {result['model']}, {result['items']} items of {result['mean_tokens']:.0f} tokens; "
-          f"GEMM peak {result['gemm_gflops']:.1f} GFLOP/s; int8 fidelity {result['int8_fidelity_vs_fp32']}\n")
-    print("| row | items/s | p50 ms | p99 ms | x naive (a) | x eager (b) | model GFLOP/s | % of GEMM peak |")
+    print(f"model: {result['model']}, {result['items']} items of {result['mean_tokens']:.0f} tokens")
+    print(f"limits: int8 MatMulInteger {limits['int8_matmulinteger_gops']:.0f} GOP/s, fp32 MatMul "
+          f"{limits['fp32_matmul_gflops']:.0f} GFLOP/s (onnxruntime), torch fp32 GEMM "
+          f"{limits['torch_fp32_gemm_gflops']:.0f} GFLOP/s")
+    print(f"fidelity: {result['fidelity']}\nprofile of the served engine row: {result['profile']}\n")
+    print("| row | items/s | p50 ms | p99 ms | x naive (a) | x eager (b) | model GFLOP/s | share of int8 limit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| limit: int8 MatMulInteger 2048x384x1536 | | | | | | {limits['int8_matmulinteger_gops']:.0f} | 100% |")
     for r in result["rows"]:
         print(f"| {r['name']} | {r['items_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
               f"{r['vs_naive']:.1f} | {r['vs_eager']:.2f} | {r['model_gflops']:.1f} | "
-              f"{100 * r['share_of_gemm_peak']:.0f}% |")
+              f"{100 * r['share_of_int8_limit']:.0f}% |")
     print()
     for key, value in result["ratios"].items():
         print(f"{key}: {value:.2f}")

@@ -88,6 +88,10 @@ class ModelBackendSettings(Strict):
     output: str = Field("logits", description="the model output attribute holding the rewards (e.g. `score`)")
     batching: BatchingSettings = BatchingSettings()
     threads: int = Field(0, ge=0, description="intra-op threads for inference; 0 = all cores")
+    onnx_graph: Literal["auto", "fused", "reference"] = Field(
+        "auto", description="ONNX graph: auto/fused = onnxruntime's fused transformer graph (attention, LayerNorm, "
+        "GELU) where it knows the architecture and it matches the reference graph on sample inputs, else the "
+        "reference (dynamo) export; fused says so in a note when it cannot; reference = never fuse")
 
     @model_validator(mode="after")
     def _formatting_needs_the_prompt(self) -> "ModelBackendSettings":

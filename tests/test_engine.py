@@ -48,7 +48,7 @@ def test_engine_matches_pytorch_one_by_one(tiny_model, runtime):
 def test_int8_is_accepted_only_above_the_fidelity_threshold(tiny_model):
     accepted = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=0.5)
     described = accepted.describe()
-    assert described["precision"] == "int8" and accepted.version.endswith("+int8")
+    assert described["precision"] == "int8" and accepted.version.endswith("+int8-fused")
     check = described["int8_fidelity_vs_fp32"]
     assert 0.5 <= check["pearson"] <= 1 and check["max_abs_diff"] >= 0 and check["samples"] > 20
     got = logits(accepted, TEXTS)
@@ -60,9 +60,37 @@ def test_int8_is_accepted_only_above_the_fidelity_threshold(tiny_model):
         assert described["precision"] == "fp32" and "int8 refused" in described["notes"][0]
         assert "+" not in refused.version
         np.testing.assert_allclose(logits(refused, TEXTS), torch_logits(tiny_model, TEXTS), atol=1e-4)
-    from reward_service.engine import export
+    meta = export.read_meta(export.export_onnx(tiny_model, BERT_INPUTS, 0).parent)
+    assert meta[f"fidelity_model.fused.{export.INT8_VARIANT}"] == check
 
-    assert export.read_meta(export.export_onnx(tiny_model, BERT_INPUTS, 0).parent)[f"fidelity_{export.INT8_VARIANT}"] == check
+
+def test_fused_graph_serves_the_reference_outputs(tiny_model):
+    """An encoder onnxruntime's optimizer knows serves the fused graph (one Attention op per
+    layer), with the same outputs as PyTorch one item at a time, in mixed-length batches."""
+    engine = engine_for(tiny_model, "onnx")
+    described = engine.describe()
+    layers = AutoModelForSequenceClassification.from_pretrained(tiny_model).config.num_hidden_layers
+    assert described["graph_variant"] == "fused" and described["graph"].endswith("model.fused.onnx")
+    assert described["fused_operators"]["Attention"] == layers
+    check = described["fused_fidelity_vs_reference"]
+    assert check["pearson"] >= 0.99999 and check["max_abs_diff"] <= 1e-3
+    np.testing.assert_allclose(logits(engine, TEXTS), torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
+    assert engine.version == engine_for(tiny_model, "onnx", onnx_graph="reference").version  # fp32: same values
+
+
+def test_reference_graph_by_config_and_when_the_fused_one_differs(tiny_model, monkeypatch):
+    reference = engine_for(tiny_model, "onnx", onnx_graph="reference").describe()
+    assert reference["graph_variant"] == "reference" and reference["graph"].endswith("/model.onnx")
+    assert reference["notes"] == []
+
+    from reward_service.engine import runtime
+
+    monkeypatch.setattr(runtime, "FUSED_MAX_ABS_DIFF", -1.0)  # no fused graph can pass now
+    refused = engine_for(tiny_model, "onnx")
+    described = refused.describe()
+    assert described["graph_variant"] == "reference" and described["graph"].endswith("/model.onnx")
+    assert "fused graph not used" in described["notes"][0] and "differs from the reference" in described["notes"][0]
+    np.testing.assert_allclose(logits(refused, TEXTS), torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
 
 
 def test_cpu_machine_says_it_serves_on_cpu_when_cuda_is_asked(tiny_model):

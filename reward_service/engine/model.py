@@ -77,7 +77,8 @@ class ModelEngine:
         self._make_runtime()
         precision = self.runtime.description.get("precision", "fp32")
         if precision != "fp32":  # a cheaper graph gives (slightly) different rewards: say so in the version
-            self.version = f"{self.version}+{precision}"
+            fused = self.runtime.description.get("graph_variant") == "fused"  # int8 of other kernels: other values
+            self.version = f"{self.version}+{precision}{'-fused' if fused else ''}"
         log.info("%s: loaded %s with %s", self.name, self.version, self.runtime.description)
         return self
 
