@@ -34,19 +34,19 @@ def _token(credentials: Credentials) -> str | None:
     return credentials.credentials if credentials else None
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def registry(request: Request) -> BackendRegistry:
+async def registry(request: Request) -> BackendRegistry:
     return request.app.state.registry
 
 
-def scorer(request: Request) -> Scorer:
+async def scorer(request: Request) -> Scorer:
     return request.app.state.scorer
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -70,11 +70,11 @@ def authenticated(request: Request, check: Callable[[], T]) -> T:
         raise
 
 
-def require_api_key(request: Request, credentials: Credentials = Depends(API_KEY)) -> None:
+async def require_api_key(request: Request, credentials: Credentials = Depends(API_KEY)) -> None:
     authenticated(request, lambda: request.app.state.authenticator.check_api(_token(credentials)))
 
 
-def require_admin_key(request: Request, credentials: Credentials = Depends(ADMIN_KEY)) -> None:
+async def require_admin_key(request: Request, credentials: Credentials = Depends(ADMIN_KEY)) -> None:
     authenticated(request, lambda: request.app.state.authenticator.check_admin(_token(credentials)))
 
 
@@ -97,7 +97,7 @@ class Rater:
     queue: HumanQueue
 
 
-def rater(
+async def rater(
     request: Request,
     backend: str | None = Query(None, description="human backend name; default: the first one configured"),
     credentials: Credentials = Depends(RATER_TOKEN),

@@ -10,8 +10,6 @@ policy allows, not through inline style).
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
-
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -19,6 +17,11 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+# As ASGI raw headers, built once: this runs on every response, scoring ones included.
+_RAW = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in HEADERS.items()]
+_NAMES = {name for name, _ in _RAW}
 
 
 class SecurityHeaders:
@@ -30,10 +33,9 @@ class SecurityHeaders:
             return await self.app(scope, receive, send)
 
         async def send_with_headers(message):
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    headers[name] = value
+            if message["type"] == "http.response.start":  # ours replace any the route set
+                kept = [header for header in message.get("headers", ()) if header[0].lower() not in _NAMES]
+                message["headers"] = kept + _RAW
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
