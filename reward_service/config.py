@@ -49,7 +49,12 @@ class BatchingSettings(Strict):
     """Dynamic batching knobs for one model-based backend."""
 
     max_batch_size: int = Field(64, ge=1, description="most items in one forward pass")
-    max_batch_tokens: int = Field(16384, ge=1, description="most padded tokens (rows x longest) in one forward pass")
+    max_batch_tokens: int | None = Field(
+        None, ge=1, description="most padded tokens (rows x longest) in one forward pass; default: the runtime's "
+        "(512 on CPU with ONNX, where small batches stay in cache; 16384 with torch)")
+    workers: int | None = Field(
+        None, ge=1, le=64, description="batches run at once, each in its own thread; default: the runtime's (one per "
+        "CPU core with ONNX, each session thread-per-batch; 1 with torch)")
     max_wait_ms: float = Field(2.0, ge=0, description="how long the first item of a batch waits for company")
     max_queue_items: int = Field(8192, ge=1, description="items waiting beyond this are refused with 429")
 

@@ -242,3 +242,64 @@ def test_model_version_changes_with_any_weight_or_tokenizer_file(tiny_model, tmp
     assert len({base, with_merges, with_shard}) == 3
     (copy / "training_curve.png").write_bytes(b"not a model file")
     assert model_store.content_hash(copy) == with_shard  # a plot does not change the reward
+
+
+def test_batch_dependence_measures_how_far_batch_mates_move_an_items_outputs():
+    from reward_service.engine import fidelity
+
+    feeds = {"input_ids": np.array([[5, 6, 7], [8, 9, 0]]), "attention_mask": np.array([[1, 1, 1], [1, 1, 0]])}
+
+    def independent(arrays):  # each row's own (unpadded) token sum
+        return (arrays["input_ids"] * arrays["attention_mask"]).sum(axis=1, keepdims=True).astype(np.float32)
+
+    def shared_scale(arrays):  # as dynamic int8 does: one scale for the whole batch
+        return independent(arrays) / arrays["input_ids"].max()
+
+    assert fidelity.batch_dependence(independent, feeds) == 0.0
+    moved = fidelity.batch_dependence(shared_scale, feeds)
+    assert moved == pytest.approx(max(abs(18 / 9 - 18 / 7), abs(17 / 9 - 17 / 9)), abs=1e-6)
+
+
+def test_int8_check_records_the_batch_dependence(tiny_model):
+    """Recorded beside Pearson in /v1/backends: int8 moves an item with its batch-mates, fp32 only by rounding."""
+    from reward_service.engine import fidelity, runtime
+    from reward_service.engine.tokenization import pad_batch
+
+    engine = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=0.0)
+    moved = engine.describe()["int8_fidelity_vs_fp32"]["batch_dependence_max_abs_diff"]
+    rows, _, _ = engine.encode([Item("", text) for text in fidelity.sample_texts()], "left")
+    feeds = pad_batch(rows, engine.pad.id, engine.input_names)
+    assert fidelity.batch_dependence(engine.runtime.run, feeds) == pytest.approx(moved, abs=1e-6)
+    fp32 = runtime.OnnxRuntime(engine_for(tiny_model, "onnx").describe()["graph"])
+    assert fidelity.batch_dependence(fp32.run, feeds) < 1e-4 < moved
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batcher_runs_up_to_workers_batches_at_once(workers):
+    import threading
+
+    running, most, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def slow_infer(rows):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(0.3)  # long enough for another worker to start, if there is one
+        with lock:
+            running[0] -= 1
+        return echo_infer(rows)
+
+    async def scenario():
+        batcher = DynamicBatcher(slow_infer, BatchingSettings(max_batch_size=2, max_wait_ms=0, workers=workers))
+        requests = [[[r * 10 + i] for i in range(2)] for r in range(4)]  # 4 requests, one batch each
+        try:
+            return requests, await asyncio.gather(*(batcher.submit(rows) for rows in requests)), batcher
+        finally:
+            await batcher.close()
+
+    requests, results, batcher = asyncio.run(scenario())
+    assert most[0] == workers
+    for rows, result in zip(requests, results):
+        assert result[:, 0].tolist() == [row[0] for row in rows]
+    assert batcher.queued_items == 0 and batcher.stats.batches == 4

@@ -55,3 +55,14 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "max_abs_diff": round(float(np.abs(a - b).max()), 6),
         "samples": int(reference.shape[0]),
     }
+
+
+def batch_dependence(run, feeds: dict[str, np.ndarray]) -> float:
+    """Max absolute difference between each sample's outputs scored alone and scored in one batch
+    with all the others. Dynamic int8 quantises activations with one scale per tensor, so an item's
+    reward moves with its batch-mates; fp32 moves only by rounding."""
+    lengths = feeds["attention_mask"].sum(axis=1)
+    together = run(feeds)
+    alone = np.concatenate([run({name: values[i:i + 1, :length] for name, values in feeds.items()})
+                            for i, length in enumerate(lengths)])
+    return round(float(np.abs(together.astype(np.float64) - alone).max()), 6)

@@ -91,6 +91,7 @@ class ModelEngine:
         self.runtime = make_runtime(self.model_dir, self.settings, pad_batch(rows, self.pad.id, self.input_names),
                                     self.pad.id)
         self.outputs_per_item = self.infer(rows[:1]).shape[1]  # what the head gives, whatever num_labels says
+        self.batcher.configure(self.runtime.batching)
 
     def infer(self, rows: list[Features]) -> np.ndarray:
         """Synchronous forward pass on one batch (runs in the batcher's thread)."""
@@ -146,7 +147,7 @@ class ModelEngine:
         described.update(
             formatting=self.mode, max_length=self.max_length, truncation=self.settings.truncation,
             pad_token=self.pad.source if self.pad else None, trust_remote_code=self.settings.trust_remote_code,
-            batching=self.settings.batching.model_dump(),
+            batching=self.batcher.settings.model_dump(),
         )
         return described
 

@@ -14,6 +14,7 @@ which /v1/backends shows.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,24 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# Batching defaults per runtime (config overrides them): on a CPU, small batches, one per core
+# at once, one onnxruntime thread each (measured: see engine/batcher.py); on a GPU, one big one.
+CPU_BATCH_TOKENS = 512
+TORCH_BATCH_TOKENS = 16384
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def batch_plan(batching, runtime: str):
+    """The batching settings with this runtime's defaults filled in."""
+    onnx = runtime == "onnx"
+    return batching.model_copy(update={
+        "workers": batching.workers or (cpu_cores() if onnx else 1),
+        "max_batch_tokens": batching.max_batch_tokens or (CPU_BATCH_TOKENS if onnx else TORCH_BATCH_TOKENS),
+    })
 
 
 def load_classifier(model_dir: Path, trust_remote_code: bool, pad_id: int, **options):
@@ -122,11 +141,15 @@ def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray],
         notes.append("ONNX is the CPU path here (no onnxruntime-gpu); runtime: torch serves on the GPU")
         cuda = False
 
+    batching = batch_plan(settings.batching, runtime)
     if runtime == "torch":
         precision = _torch_precision(settings.precision, cuda, notes)
         built = TorchRuntime(model_dir, settings, pad_id, "cuda" if cuda else "cpu", precision)
-    else:
-        built = _onnx_runtime(model_dir, settings, sample_feeds, pad_id, notes)
+    else:  # the cores shared out between the batches that run at once
+        threads = settings.threads or max(1, cpu_cores() // batching.workers)
+        built = _onnx_runtime(model_dir, settings, threads, sample_feeds, pad_id, notes)
+        built.description["intra_op_threads"] = threads
+    built.batching = batching
     built.description["notes"] = notes
     for note in notes:
         log.warning("%s: %s", model_dir, note)
@@ -154,18 +177,18 @@ FUSED_MIN_PEARSON = 0.99999
 FUSED_MAX_ABS_DIFF = 1e-3
 
 
-def _onnx_runtime(model_dir: Path, settings, sample_feeds, pad_id: int, notes: list[str]) -> OnnxRuntime:
+def _onnx_runtime(model_dir: Path, settings, threads: int, sample_feeds, pad_id: int,
+                  notes: list[str]) -> OnnxRuntime:
     from reward_service.engine import export
 
     if settings.output != "logits":
         raise ValueError(f"output {settings.output!r}: only `logits` is exported to ONNX; use runtime: torch")
     reference_graph = export.export_onnx(model_dir, list(sample_feeds), pad_id)
-    reference = OnnxRuntime(reference_graph, settings.threads)
+    reference = OnnxRuntime(reference_graph, threads)
     reference_outputs = reference.run(sample_feeds)
     fp32, fusion = reference, {"graph_variant": "reference"}
     if settings.onnx_graph != "reference":
-        fused, fusion = _checked_fused(reference_graph, reference_outputs, model_dir, settings, sample_feeds,
-                                       pad_id)
+        fused, fusion = _checked_fused(reference_graph, reference_outputs, model_dir, threads, sample_feeds, pad_id)
         if fused is not None:
             fp32 = fused
         elif settings.onnx_graph == "fused" or "fused_fidelity_vs_reference" in fusion:
@@ -177,7 +200,7 @@ def _onnx_runtime(model_dir: Path, settings, sample_feeds, pad_id: int, notes: l
         notes.append("int8 not attempted: the graph is over 2 GB (external data); serving fp32")
     elif settings.precision in ("auto", "int8"):
         try:
-            quantized, check = _checked_int8(fp32.graph, reference_outputs, settings, sample_feeds)
+            quantized, check = _checked_int8(fp32.graph, reference_outputs, settings, threads, sample_feeds)
         except Exception as exc:  # a graph the quantiser cannot take: fp32 still serves
             quantized, check = None, None
             notes.append(f"int8 failed ({type(exc).__name__}: {str(exc)[:200]}); serving fp32")
@@ -194,7 +217,7 @@ def _onnx_runtime(model_dir: Path, settings, sample_feeds, pad_id: int, notes: l
     return runtime
 
 
-def _checked_fused(reference_graph: Path, reference_outputs, model_dir: Path, settings, sample_feeds,
+def _checked_fused(reference_graph: Path, reference_outputs, model_dir: Path, threads: int, sample_feeds,
                    pad_id: int) -> tuple[OnnxRuntime | None, dict]:
     """The fused fp32 graph if this architecture has one and it gives the reference's outputs
     on the samples (checked once, cached), and what was found, for /v1/backends."""
@@ -207,7 +230,7 @@ def _checked_fused(reference_graph: Path, reference_outputs, model_dir: Path, se
     except Exception as exc:  # an exporter or optimizer failure: the reference graph still serves
         return None, {"graph_variant": "reference", "fusion": f"fused export failed ({type(exc).__name__}: "
                                                                f"{str(exc)[:200]})"}
-    fused = OnnxRuntime(graph, settings.threads)
+    fused = OnnxRuntime(graph, threads)
     key = "fidelity_fused"
     check = export.read_meta(reference_graph.parent).get(key)
     if check is None:
@@ -221,17 +244,18 @@ def _checked_fused(reference_graph: Path, reference_outputs, model_dir: Path, se
     return fused, {"graph_variant": "fused", **found}
 
 
-def _checked_int8(fp32_graph: Path, reference_outputs, settings, sample_feeds):
+def _checked_int8(fp32_graph: Path, reference_outputs, settings, threads: int, sample_feeds):
     """Quantise the served fp32 graph (cached), compare with the fp32 reference on the samples,
     accept only above the threshold."""
     from reward_service.engine import export, fidelity
 
     int8_graph = export.quantize_int8(fp32_graph)
-    candidate = OnnxRuntime(int8_graph, settings.threads)
+    candidate = OnnxRuntime(int8_graph, threads)
     key = f"fidelity_{int8_graph.stem}"
     check = export.read_meta(fp32_graph.parent).get(key)
-    if check is None:
+    if check is None or "batch_dependence_max_abs_diff" not in check:
         check = fidelity.compare(reference_outputs, candidate.run(sample_feeds))
+        check["batch_dependence_max_abs_diff"] = fidelity.batch_dependence(candidate.run, sample_feeds)
         export.write_meta(fp32_graph.parent, {key: check})
     accepted = check["pearson"] >= settings.int8_min_pearson
     return (candidate if accepted else None), check
