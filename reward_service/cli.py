@@ -213,13 +213,13 @@ async def _load_model_backends_once(settings) -> None:
 
 
 def cmd_models_list(args) -> None:
-    print(f"{'name':24} {'build with':32} {'status':10} version / path")
+    print(f"{'name':24} {'build with':42} {'status':10} version / path")
     for spec in model_store.BUILTINS.values():
         path = model_store.builtin_path(spec.name)
         built = model_store.is_built(path)
         status = "built" if built else "missing"
         where = f"{model_store.version(path)}  {path}" if built else str(path)
-        print(f"{spec.name:24} {'reward-service models build ' + spec.build_key:32} {status:10} {where}")
+        print(f"{spec.name:24} {'reward-service models build ' + spec.build_key:42} {status:10} {where}")
 
 
 def cmd_config_show(args) -> None:
