@@ -124,7 +124,7 @@ def engine_settings(precision: str, max_length: int, graph: str = "auto") -> Sen
     return SentimentBackendSettings(
         type="sentiment", model="sentiment-minilm-rt", runtime="onnx", precision=precision, device="cpu",
         use_prompt=True, max_length=max_length, onnx_graph=graph,
-        batching=BatchingSettings(max_batch_size=64, max_wait_ms=2),
+        batching=BatchingSettings(max_batch_size=64),  # the rest: the runtime's defaults, as served
     )
 
 
@@ -194,7 +194,7 @@ backends:
     precision: int8
     use_prompt: true
     max_length: {max_length}
-    batching: {{max_batch_size: 64, max_wait_ms: 2}}
+    batching: {{max_batch_size: 64}}
 """)
     return start_service(config)
 

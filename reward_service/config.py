@@ -55,7 +55,9 @@ class BatchingSettings(Strict):
     workers: int | None = Field(
         None, ge=1, le=64, description="batches run at once, each in its own thread; default: the runtime's (one per "
         "CPU core with ONNX, each session thread-per-batch; 1 with torch)")
-    max_wait_ms: float = Field(2.0, ge=0, description="how long the first item of a batch waits for company")
+    max_wait_ms: float | None = Field(
+        None, ge=0, description="how long a first item waits for company when no batch is running; default: the "
+        "runtime's (0 on CPU with ONNX, where a free core is better used at once; 2 with torch)")
     max_queue_items: int = Field(8192, ge=1, description="items waiting beyond this are refused with 429")
 
 

@@ -303,3 +303,29 @@ def test_batcher_runs_up_to_workers_batches_at_once(workers):
     for rows, result in zip(requests, results):
         assert result[:, 0].tolist() == [row[0] for row in rows]
     assert batcher.queued_items == 0 and batcher.stats.batches == 4
+
+
+def test_batcher_runs_the_oldest_item_first_and_late_arrivals_join_later_batches():
+    """Batches are cut when a worker is free: the one holding the oldest item goes first (a long
+    item is not starved by a stream of short ones), and what arrives meanwhile joins the rest."""
+    seen: list[list[int]] = []
+
+    def infer(rows):
+        seen.append([len(row) for row in rows])
+        return echo_infer(rows)
+
+    async def scenario():
+        batcher = DynamicBatcher(infer, BatchingSettings(max_batch_size=4, max_batch_tokens=60, max_wait_ms=0,
+                                                         workers=1))
+        try:
+            first = asyncio.ensure_future(batcher.submit([[1] * 50]))  # the oldest, and the longest
+            await asyncio.sleep(0)
+            shorts = [asyncio.ensure_future(batcher.submit([[i] * 2])) for i in range(10)]
+            return await first, await asyncio.gather(*shorts)
+        finally:
+            await batcher.close()
+
+    long_result, short_results = asyncio.run(scenario())
+    assert seen[0] == [50] and long_result[:, 1].tolist() == [50]
+    assert [r[:, 0].tolist() for r in short_results] == [[i] for i in range(10)]
+    assert sum(len(batch) for batch in seen[1:]) == 10 and max(len(batch) for batch in seen[1:]) == 4

@@ -7,8 +7,10 @@ apart from their length) in its queue; one worker task takes everything waiting
 whose request expired or was cancelled, sorts the rest by length so rows of
 similar length share a batch (less padding), cuts batches by `max_batch_size`
 and `max_batch_tokens`, and runs them off the event loop, up to `workers`
-batches at once (each in its own thread). Results go back to each request in
-its own order.
+batches at once (each in its own thread). A batch is cut when a worker is free
+to run it, from everything waiting then, so items that arrive while the workers
+are busy join the next batch (continuous batching); `max_wait_ms` applies only
+when nothing is running. Results go back to each request in its own order.
 
 Why several small batches at once on a CPU: measured on 2 cores with MiniLM int8,
 batches of ~512 tokens run two at a time (one onnxruntime thread each) scored 440
@@ -33,6 +35,7 @@ from reward_service.errors import DeadlineExceeded, Overloaded
 
 Row = Any  # one encoded item; the batcher only asks its length (tokens)
 DEFAULT_BATCH_TOKENS = 16384  # when neither config nor runtime says: a memory bound, not a speed one
+DEFAULT_WAIT_MS = 2.0
 InferFn = Callable[[list[Row]], np.ndarray]  # rows -> one row of outputs per input row
 
 
@@ -83,6 +86,10 @@ class DynamicBatcher:
     @property
     def max_batch_tokens(self) -> int:
         return self.settings.max_batch_tokens or DEFAULT_BATCH_TOKENS
+
+    @property
+    def max_wait_ms(self) -> float:
+        return DEFAULT_WAIT_MS if self.settings.max_wait_ms is None else self.settings.max_wait_ms
 
     def configure(self, settings: BatchingSettings) -> None:
         """New settings (the runtime's defaults filled in), before the first request."""
@@ -152,46 +159,61 @@ class DynamicBatcher:
                 request.future.cancel()  # the worker skips this request's items
 
     async def _run(self) -> None:
+        """Whenever a worker is free, run the next batch: cut from everything waiting then (so
+        late arrivals join), the batch holding the oldest item (so none starves)."""
         loop = asyncio.get_running_loop()
         slots = asyncio.Semaphore(self.workers)
         while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
             if not self._pending:
+                await self._wakeup.wait()
+                self._wakeup.clear()
                 continue
-            # Give the first item up to max_wait_ms to gather company, unless a batch is already full.
-            waited_until = time.perf_counter() + self.settings.max_wait_ms / 1000
-            while len(self._pending) < self.settings.max_batch_size:
-                remaining = waited_until - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    self._wakeup.clear()
-                except asyncio.TimeoutError:
-                    break
-            taken, self._pending = self._pending, []
-            for batch in self._cut(self._alive(taken, loop)):
-                await slots.acquire()  # a worker is free
-                task = loop.create_task(self._run_batch(batch, loop))
-                self._in_flight.add(task)
-                task.add_done_callback(lambda done, size=len(batch): self._finished(done, size, slots))
+            await slots.acquire()  # a worker is free; items keep queueing while none is
+            if not self._in_flight:  # nothing running: the first item may wait for company
+                await self._gather_company()
+            batch = self._next_batch(loop)
+            if not batch:
+                slots.release()
+                continue
+            self._taken += len(batch)
+            task = loop.create_task(self._run_batch(batch, loop))
+            self._in_flight.add(task)
+            task.add_done_callback(lambda done, size=len(batch): self._finished(done, size, slots))
+
+    async def _gather_company(self) -> None:
+        """Let the first item wait up to max_wait_ms for company, unless a batch is already full."""
+        waited_until = time.perf_counter() + self.max_wait_ms / 1000
+        while len(self._pending) < self.settings.max_batch_size:
+            remaining = waited_until - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
 
     def _finished(self, task: asyncio.Task, size: int, slots: asyncio.Semaphore) -> None:
         self._in_flight.discard(task)
         self._taken -= size
         slots.release()
 
-    def _alive(self, taken: list, loop: asyncio.AbstractEventLoop) -> list:
-        """The taken items whose request still waits; requests past their deadline are told so."""
+    def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[tuple[_Request, int, float]]:
+        """Drop the items whose request no longer waits (telling those past their deadline), cut
+        the rest into batches, take the one with the oldest item; the others stay queued."""
         now = loop.time()
+        taken, self._pending = self._pending, []
         alive = [entry for entry in taken if not entry[0].dead(now)]
         self.stats.dropped_items += len(taken) - len(alive)
         for request, _, _ in taken:
             if request.deadline is not None and now >= request.deadline and not request.future.done():
                 request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
-        self._taken += len(alive)
-        return alive
+        batches = self._cut(alive)
+        if not batches:
+            return []
+        chosen = batches.pop(min(range(len(batches)), key=lambda b: min(entry[2] for entry in batches[b])))
+        self._pending = [entry for batch in batches for entry in batch]
+        return chosen
 
     def _cut(self, entries: list[tuple[_Request, int, float]]) -> list[list[tuple[_Request, int, float]]]:
         """Sort by length, then cut greedily under the size and padded-token budgets."""

@@ -26,6 +26,7 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # at once, one onnxruntime thread each (measured: see engine/batcher.py); on a GPU, one big one.
 CPU_BATCH_TOKENS = 512
 TORCH_BATCH_TOKENS = 16384
+TORCH_WAIT_MS = 2.0  # a GPU batch of 1 costs about what one of 32 does: worth waiting for company
 
 
 def cpu_cores() -> int:
@@ -39,6 +40,7 @@ def batch_plan(batching, runtime: str):
     return batching.model_copy(update={
         "workers": batching.workers or (cpu_cores() if onnx else 1),
         "max_batch_tokens": batching.max_batch_tokens or (CPU_BATCH_TOKENS if onnx else TORCH_BATCH_TOKENS),
+        "max_wait_ms": (0.0 if onnx else TORCH_WAIT_MS) if batching.max_wait_ms is None else batching.max_wait_ms,
     })
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from reward_service import errors, schemas
 from reward_service.items import Item, ScoreOptions, without_leading_padding
@@ -12,6 +13,13 @@ from reward_service.routes.errors import SCORING_ERRORS
 from reward_service.routes.limits import until_disconnect
 
 router = APIRouter(tags=["scoring"], dependencies=[APIKey])
+
+
+def json_reply(reply: BaseModel) -> Response:
+    """The reply serialised by pydantic directly. Returning the model instead would have FastAPI
+    validate it again against `response_model` and encode it field by field: measured, a tenth of
+    the event loop's work per single-item request. The schema in /docs is the same."""
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 def job_response(backend_name: str, model: str, outcome) -> schemas.JobResponse:
@@ -36,12 +44,13 @@ async def score(body: schemas.ScoreRequest, request: Request, scorer: ScorerDep)
         pending = job_response(result.backend, result.model, job)
         pending.truncated = result.truncated
         return JSONResponse(pending.model_dump(), status_code=202, headers={"Location": pending.poll})
-    return schemas.ScoreResponse(
+    return json_reply(schemas.ScoreResponse(
         backend=result.backend, model=result.model, scores=result.scores, request_id=result.request_id,
         elapsed_ms=result.elapsed_ms, members=result.members, objectives=result.objectives,
-        truncated=result.truncated, notes=result.notes, verdicts=result.verdicts, job_id=job.job_id if job else None, sources=job.sources if job else None,
+        truncated=result.truncated, notes=result.notes, verdicts=result.verdicts,
+        job_id=job.job_id if job else None, sources=job.sources if job else None,
         ratings=job.ratings if job else None, fallback_model=job.fallback_model if job else None,
-    )
+    ))
 
 
 @router.post("/get_reward", response_model=schemas.OpenRLHFResponse, responses=SCORING_ERRORS)
@@ -57,9 +66,9 @@ async def get_reward(body: schemas.OpenRLHFRequest, request: Request, scorer: Sc
     items = [Item(p, q[len(p):], reference=label, rendered=True) for p, q, label in zip(prompts, queries, labels)]
     result = await until_disconnect(
         request, scorer.score(items, backend, return_members=True, options=ScoreOptions(objectives=True)))
-    return schemas.OpenRLHFResponse(
+    return json_reply(schemas.OpenRLHFResponse(
         rewards=result.scores, scores=result.scores, extra_logs={**(result.members or {}), **(result.objectives or {})},
-        backend=result.backend, model=result.model, truncated=result.truncated, notes=result.notes)
+        backend=result.backend, model=result.model, truncated=result.truncated, notes=result.notes))
 
 
 @router.get("/v1/jobs/{job_id}", response_model=schemas.JobResponse, responses={404: schemas.ERROR_MODEL})
