@@ -120,19 +120,23 @@ def eager_batched(model, tokenizer, items, max_length: int) -> dict:
                latencies, f"latency per batch of {REQUEST_ITEMS}")
 
 
-def engine_settings(precision: str, max_length: int, graph: str = "auto") -> SentimentBackendSettings:
+def engine_settings(precision: str, max_length: int, graph: str = "auto", **batching) -> SentimentBackendSettings:
     return SentimentBackendSettings(
         type="sentiment", model="sentiment-minilm-rt", runtime="onnx", precision=precision, device="cpu",
         use_prompt=True, max_length=max_length, onnx_graph=graph,
-        batching=BatchingSettings(max_batch_size=64),  # the rest: the runtime's defaults, as served
+        batching=BatchingSettings(max_batch_size=64, **batching),  # unset: the runtime's defaults, as served
     )
 
 
-ENGINE_ROWS = (  # label, precision, graph: what each change bought, side by side
-    ("c) engine, ONNX fp32, reference graph", "fp32", "reference"),
-    ("c') engine, ONNX fp32, fused graph", "fp32", "fused"),
-    ("d) engine, ONNX int8, reference graph", "int8", "reference"),
-    ("d') engine, ONNX int8, fused graph (served)", "int8", "fused"),
+# label, precision, graph, batching overrides: what each change bought, side by side
+PREVIOUS_BATCHING = {"workers": 1, "max_batch_tokens": 16384, "max_wait_ms": 2.0}  # before continuous batching
+ENGINE_ROWS = (
+    ("c) engine, ONNX fp32, reference graph", "fp32", "reference", {}),
+    ("c') engine, ONNX fp32, fused graph", "fp32", "fused", {}),
+    ("d0) engine, ONNX int8, reference graph, previous batching", "int8", "reference", PREVIOUS_BATCHING),
+    ("d1) engine, ONNX int8, fused graph, previous batching", "int8", "fused", PREVIOUS_BATCHING),
+    ("d) engine, ONNX int8, reference graph", "int8", "reference", {}),
+    ("d') engine, ONNX int8, fused graph (served)", "int8", "fused", {}),
 )
 
 
@@ -140,9 +144,9 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
     """(c, d) The engine in process: every request of 32 items submitted at once, batched
     dynamically. Also a profile of the served row: where its wall time went."""
     rows, described = [], {}
-    for label, precision, graph in ENGINE_ROWS:
+    for label, precision, graph, batching in ENGINE_ROWS:
         engine = ModelEngine("bench", model_store.resolve("sentiment-minilm-rt"),
-                             engine_settings(precision, max_length, graph)).load()
+                             engine_settings(precision, max_length, graph, **batching)).load()
         described = engine.describe()
         if described["precision"] != precision or described["graph_variant"] != graph:
             raise SystemExit(f"engine refused {precision}/{graph}: {described.get('notes')}")
@@ -167,7 +171,8 @@ def engine_rows(items, max_length: int) -> tuple[list[dict], dict]:
         elapsed, latencies = asyncio.run(run())
         result = row(label, len(items), elapsed, latencies,
                      f"all {len(items) // REQUEST_ITEMS} requests of {REQUEST_ITEMS} at once; latency per request")
-        result["inference_share_of_wall"] = sum(inference) / elapsed
+        # the workers' busy share: inference time over wall time times the batches that may run at once
+        result["inference_share_of_wall"] = sum(inference) / (elapsed * described["batching"]["workers"])
         rows.append(result)
     started = time.perf_counter()
     engine.encode([Item(p, r) for p, r in items], "reject")
@@ -232,7 +237,8 @@ def wrk(url: str, items, per_request: int, connections: int, seconds: int) -> di
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
         raise SystemExit(f"wrk saw failures ({bad.group(0) if bad else ''} {errors.group(0) if errors else ''}):\n{out}")
-    elapsed = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    value, suffix = re.search(r"requests in ([\d.]+)(ms|s|m|h)", out).groups()
+    elapsed = float(value) * {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}[suffix]
     return {"items": requests * per_request, "seconds": elapsed, "items_per_s": requests * per_request / elapsed,
             "p50_ms": latency(50), "p99_ms": latency(99), "requests": requests}
 
@@ -368,6 +374,7 @@ def main() -> None:
         "int8_engine_vs_eager": served["items_per_s"] / eager,
         "int8_engine_share_of_int8_limit": served["share_of_int8_limit"],
         "fused_vs_reference_int8": served["items_per_s"] / by["d"]["items_per_s"],
+        "continuous_batching_vs_previous_int8_fused": served["items_per_s"] / by["d1"]["items_per_s"],
     }
     if not args.no_http:
         ratios.update({

@@ -74,6 +74,9 @@ class ModelBackendSettings(Strict):
     int8_min_pearson: float = Field(
         0.99, ge=0, le=1, description="int8 is used only if its logits correlate with fp32 at least this well"
     )
+    int8_max_batch_dependence: float | None = Field(
+        None, ge=0, description="int8 is refused if an item's outputs move more than this between being scored "
+        "alone and among the sample inputs (dynamic int8 shares one activation scale per batch); default: not checked")
     max_length: int | None = Field(
         None, ge=8, le=1_048_576,
         description="cap on tokens per item after formatting; default: the model's own limit (position "

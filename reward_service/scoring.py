@@ -179,9 +179,10 @@ class Scorer:
             raise
         except Exception as exc:
             raise BackendFailed(f"backend {backend.name!r} failed: {type(exc).__name__}: {exc}", retry_after_s=1) from exc
-        if len(scored.scores) != len(items) or not all(math.isfinite(s) for s in scored.scores):
+        parts = [*(scored.members or {}).values(), *(scored.objectives or {}).values()]
+        if len(scored.scores) != len(items) or not all(math.isfinite(s) for s in [*scored.scores, *sum(parts, [])]):
             raise BackendFailed(f"backend {backend.name!r} returned {len(scored.scores)} scores for {len(items)} "
-                                "items or a non-finite score")
+                                "items or a non-finite score (or member or objective score)")
         self.metrics.record_rewards(backend.name, scored.scores)
         if scored.verdicts:
             self.metrics.record_verdicts(scored.verdicts)

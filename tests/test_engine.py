@@ -272,6 +272,11 @@ def test_int8_check_records_the_batch_dependence(tiny_model):
     assert fidelity.batch_dependence(engine.runtime.run, feeds) == pytest.approx(moved, abs=1e-6)
     fp32 = runtime.OnnxRuntime(engine_for(tiny_model, "onnx").describe()["graph"])
     assert fidelity.batch_dependence(fp32.run, feeds) < 1e-4 < moved
+    assert any("batch-mates" in note for note in engine.describe()["notes"])
+
+    strict = engine_for(tiny_model, "onnx", precision="int8", int8_min_pearson=0.0,
+                        int8_max_batch_dependence=moved / 2).describe()
+    assert strict["precision"] == "fp32" and "over int8_max_batch_dependence" in strict["notes"][0]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -308,9 +313,14 @@ def test_batcher_runs_up_to_workers_batches_at_once(workers):
 def test_batcher_runs_the_oldest_item_first_and_late_arrivals_join_later_batches():
     """Batches are cut when a worker is free: the one holding the oldest item goes first (a long
     item is not starved by a stream of short ones), and what arrives meanwhile joins the rest."""
+    import threading
+
     seen: list[list[int]] = []
+    busy = threading.Event()
 
     def infer(rows):
+        if not seen:
+            busy.wait(5)  # the first batch holds the only worker until everything below is queued
         seen.append([len(row) for row in rows])
         return echo_infer(rows)
 
@@ -318,14 +328,40 @@ def test_batcher_runs_the_oldest_item_first_and_late_arrivals_join_later_batches
         batcher = DynamicBatcher(infer, BatchingSettings(max_batch_size=4, max_batch_tokens=60, max_wait_ms=0,
                                                          workers=1))
         try:
-            first = asyncio.ensure_future(batcher.submit([[1] * 50]))  # the oldest, and the longest
+            blocker = asyncio.ensure_future(batcher.submit([[99] * 3]))
+            await asyncio.sleep(0.05)  # running now
+            first = asyncio.ensure_future(batcher.submit([[1] * 50]))  # the oldest waiting, and the longest
             await asyncio.sleep(0)
             shorts = [asyncio.ensure_future(batcher.submit([[i] * 2])) for i in range(10)]
-            return await first, await asyncio.gather(*shorts)
+            await asyncio.sleep(0.05)  # all queued behind the blocker
+            busy.set()
+            return await blocker, await first, await asyncio.gather(*shorts)
         finally:
             await batcher.close()
 
-    long_result, short_results = asyncio.run(scenario())
-    assert seen[0] == [50] and long_result[:, 1].tolist() == [50]
+    _, long_result, short_results = asyncio.run(scenario())
+    assert seen[0] == [3] and seen[1] == [50] and long_result[:, 1].tolist() == [50]
     assert [r[:, 0].tolist() for r in short_results] == [[i] for i in range(10)]
-    assert sum(len(batch) for batch in seen[1:]) == 10 and max(len(batch) for batch in seen[1:]) == 4
+    assert sum(len(batch) for batch in seen[2:]) == 10 and max(len(batch) for batch in seen[2:]) == 4
+
+
+def test_closing_the_batcher_answers_requests_whose_batch_is_running():
+    import threading
+
+    release = threading.Event()
+
+    def stuck_infer(rows):
+        release.wait(5)
+        return echo_infer(rows)
+
+    async def scenario():
+        batcher = DynamicBatcher(stuck_infer, BatchingSettings(max_wait_ms=0, workers=1))
+        running = asyncio.ensure_future(batcher.submit([[1, 2]]))
+        queued = asyncio.ensure_future(batcher.submit([[3]]))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(batcher.close(), 2)
+        release.set()
+        return await asyncio.gather(running, queued, return_exceptions=True)
+
+    for outcome in asyncio.run(scenario()):
+        assert isinstance(outcome, DeadlineExceeded) and "shutting down" in str(outcome)

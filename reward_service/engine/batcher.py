@@ -75,6 +75,8 @@ class DynamicBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task | None = None
         self._in_flight: set[asyncio.Task] = set()
+        self._batches: list[list] = []  # the queue as last cut; cut again only when items arrived since
+        self._arrived = False
         self._taken = 0  # items taken from the queue whose batch has not finished
         self.stats = BatchStats()
 
@@ -117,13 +119,17 @@ class DynamicBatcher:
                 pass
             self._worker = None
         for task in list(self._in_flight):
-            task.cancel()
+            task.cancel()  # _run_batch tells its requests
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
         for request, _, _ in self._pending:
             if not request.future.done():
-                request.future.set_exception(DeadlineExceeded("service shutting down", retry_after_s=1))
+                request.future.set_exception(_shutting_down())
         self._pending.clear()
+        self._batches.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     async def submit(self, rows: list[Row], deadline: float | None = None) -> np.ndarray:
         """Queue one request's rows; return its outputs stacked in the same order.
@@ -148,6 +154,7 @@ class DynamicBatcher:
         request.remaining = len(rows)
         now = time.perf_counter()
         self._pending.extend((request, i, now) for i in range(len(rows)))
+        self._arrived = True
         self._wakeup.set()
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
@@ -181,9 +188,11 @@ class DynamicBatcher:
             task.add_done_callback(lambda done, size=len(batch): self._finished(done, size, slots))
 
     async def _gather_company(self) -> None:
-        """Let the first item wait up to max_wait_ms for company, unless a batch is already full."""
-        waited_until = time.perf_counter() + self.max_wait_ms / 1000
-        while len(self._pending) < self.settings.max_batch_size:
+        """Let the oldest item wait until max_wait_ms after it arrived for company, unless what
+        is queued already fills a batch."""
+        waited_until = min(t for _, _, t in self._pending) + self.max_wait_ms / 1000
+        while (len(self._pending) < self.settings.max_batch_size
+               and sum(request.lengths[i] for request, i, _ in self._pending) < self.max_batch_tokens):
             remaining = waited_until - time.perf_counter()
             if remaining <= 0:
                 return
@@ -208,9 +217,11 @@ class DynamicBatcher:
         for request, _, _ in taken:
             if request.deadline is not None and now >= request.deadline and not request.future.done():
                 request.future.set_exception(DeadlineExceeded(f"deadline passed in {self.name!r} queue"))
-        batches = self._cut(alive)
-        if not batches:
+        if self._arrived or len(alive) != len(taken):  # the last cut is stale: cut again (sorting all)
+            self._batches, self._arrived = self._cut(alive), False
+        if not self._batches:
             return []
+        batches = self._batches
         chosen = batches.pop(min(range(len(batches)), key=lambda b: min(entry[2] for entry in batches[b])))
         self._pending = [entry for batch in batches for entry in batch]
         return chosen
@@ -243,10 +254,13 @@ class DynamicBatcher:
         started = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self._infer, rows)
-        except Exception as exc:  # the model failed: fail these requests, keep serving
+        except BaseException as exc:  # the model failed (keep serving), or the batcher is closing
+            closing = isinstance(exc, asyncio.CancelledError)
             for request, _, _ in batch:
                 if not request.future.done():
-                    request.future.set_exception(exc)
+                    request.future.set_exception(_shutting_down() if closing else exc)
+            if closing:
+                raise
             return
         finished = time.perf_counter()
         self.stats.batches += 1
@@ -261,3 +275,7 @@ class DynamicBatcher:
             request.remaining -= 1
             if request.remaining == 0:
                 request.future.set_result(np.stack(request.results))
+
+
+def _shutting_down() -> DeadlineExceeded:
+    return DeadlineExceeded("service shutting down", retry_after_s=1)

@@ -141,11 +141,13 @@ def fused_graph(fp32_graph: Path, model_dir: Path, input_names: Sequence[str], p
         raise NotFusable(f"onnxruntime's transformer optimizer fuses no {config.model_type!r} attention")
     if any(fp32_graph.parent.glob("*.data")):
         raise NotFusable("the graph is over 2 GB (external data); the fused export is for smaller encoders")
+    import onnxruntime
+
     target = fp32_graph.with_name("model.fused.onnx")
-    key = "fused_operators"
     meta = read_meta(fp32_graph.parent)
-    if target.is_file() and key in meta:
-        return target, meta[key]
+    built_with = f"onnxruntime {onnxruntime.__version__}"  # its optimizer writes the graph
+    if target.is_file() and meta.get("fused_with") == built_with:
+        return target, meta["fused_operators"]
     import torch
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -168,11 +170,12 @@ def fused_graph(fp32_graph: Path, model_dir: Path, input_names: Sequence[str], p
             raise NotFusable(f"onnxruntime's optimizer fused no attention in this {config.model_type!r} graph "
                              f"(fused: {counts or 'nothing'})")
         optimized.save_model_to_file(str(staging))
+        target.with_name(f"{target.stem}.{INT8_VARIANT}.onnx").unlink(missing_ok=True)  # derived from the old one
         staging.replace(target)
     finally:
         traced.unlink(missing_ok=True)
         staging.unlink(missing_ok=True)
-    write_meta(fp32_graph.parent, {key: counts})
+    write_meta(fp32_graph.parent, {"fused_operators": counts, "fused_with": built_with})
     return target, counts
 
 

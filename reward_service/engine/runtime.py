@@ -26,6 +26,7 @@ TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # at once, one onnxruntime thread each (measured: see engine/batcher.py); on a GPU, one big one.
 CPU_BATCH_TOKENS = 512
 TORCH_BATCH_TOKENS = 16384
+MAX_CPU_WORKERS = 8  # beyond this, bigger batches on more threads each (a many-core host: set workers/threads)
 TORCH_WAIT_MS = 2.0  # a GPU batch of 1 costs about what one of 32 does: worth waiting for company
 
 
@@ -34,14 +35,16 @@ def cpu_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def batch_plan(batching, runtime: str):
-    """The batching settings with this runtime's defaults filled in."""
+def batch_plan(batching, runtime: str, threads: int = 0):
+    """The batching settings with this runtime's defaults filled in (validated: a default never
+    exceeds what config may ask). With ONNX, as many workers as `threads`-sized shares of the cores."""
     onnx = runtime == "onnx"
-    return batching.model_copy(update={
-        "workers": batching.workers or (cpu_cores() if onnx else 1),
+    workers = max(1, min(MAX_CPU_WORKERS, cpu_cores() // (threads or 1))) if onnx else 1
+    return type(batching).model_validate({**batching.model_dump(), **{
+        "workers": batching.workers or workers,
         "max_batch_tokens": batching.max_batch_tokens or (CPU_BATCH_TOKENS if onnx else TORCH_BATCH_TOKENS),
         "max_wait_ms": (0.0 if onnx else TORCH_WAIT_MS) if batching.max_wait_ms is None else batching.max_wait_ms,
-    })
+    }})
 
 
 def load_classifier(model_dir: Path, trust_remote_code: bool, pad_id: int, **options):
@@ -143,12 +146,12 @@ def make_runtime(model_dir: Path, settings, sample_feeds: dict[str, np.ndarray],
         notes.append("ONNX is the CPU path here (no onnxruntime-gpu); runtime: torch serves on the GPU")
         cuda = False
 
-    batching = batch_plan(settings.batching, runtime)
+    batching = batch_plan(settings.batching, runtime, settings.threads)
     if runtime == "torch":
         precision = _torch_precision(settings.precision, cuda, notes)
         built = TorchRuntime(model_dir, settings, pad_id, "cuda" if cuda else "cpu", precision)
     else:  # the cores shared out between the batches that run at once
-        threads = settings.threads or max(1, cpu_cores() // batching.workers)
+        threads = settings.threads or max(1, cpu_cores() // batching.workers)  # never oversubscribed by default
         built = _onnx_runtime(model_dir, settings, threads, sample_feeds, pad_id, notes)
         built.description["intra_op_threads"] = threads
     built.batching = batching
@@ -193,7 +196,7 @@ def _onnx_runtime(model_dir: Path, settings, threads: int, sample_feeds, pad_id:
         fused, fusion = _checked_fused(reference_graph, reference_outputs, model_dir, threads, sample_feeds, pad_id)
         if fused is not None:
             fp32 = fused
-        elif settings.onnx_graph == "fused" or "fused_fidelity_vs_reference" in fusion:
+        elif settings.onnx_graph == "fused" or "fused_fidelity_vs_reference" in fusion or fusion.pop("fusion_failed", 0):
             notes.append(f"fused graph not used ({fusion['fusion']}); serving the reference graph")
     runtime, precision = fp32, "fp32"
     if settings.precision in ("fp16", "bf16"):
@@ -208,11 +211,10 @@ def _onnx_runtime(model_dir: Path, settings, threads: int, sample_feeds, pad_id:
             notes.append(f"int8 failed ({type(exc).__name__}: {str(exc)[:200]}); serving fp32")
         if quantized is not None:
             runtime, precision = quantized, "int8"
+            notes.append(f"int8: an item's outputs move by up to {check['batch_dependence_max_abs_diff']} with its "
+                         "batch-mates (activations share one scale per batch); precision: fp32 does not")
         elif check is not None:
-            notes.append(
-                f"int8 refused: Pearson {check['pearson']} vs fp32 is below int8_min_pearson "
-                f"{settings.int8_min_pearson}; serving fp32"
-            )
+            notes.append(f"int8 refused: {_int8_refusal(check, settings)}; serving fp32")
         if check is not None:
             runtime.description["int8_fidelity_vs_fp32"] = check
     runtime.description.update(fusion, precision=precision)
@@ -230,14 +232,11 @@ def _checked_fused(reference_graph: Path, reference_outputs, model_dir: Path, th
     except export.NotFusable as exc:
         return None, {"graph_variant": "reference", "fusion": str(exc)}
     except Exception as exc:  # an exporter or optimizer failure: the reference graph still serves
-        return None, {"graph_variant": "reference", "fusion": f"fused export failed ({type(exc).__name__}: "
-                                                               f"{str(exc)[:200]})"}
+        return None, {"graph_variant": "reference", "fusion_failed": True,
+                      "fusion": f"fused export failed ({type(exc).__name__}: {str(exc)[:200]})"}
     fused = OnnxRuntime(graph, threads)
-    key = "fidelity_fused"
-    check = export.read_meta(reference_graph.parent).get(key)
-    if check is None:
-        check = fidelity.compare(reference_outputs, fused.run(sample_feeds))
-        export.write_meta(reference_graph.parent, {key: check})
+    check = _cached_check(reference_graph.parent, "fidelity_fused", sample_feeds,
+                          lambda: fidelity.compare(reference_outputs, fused.run(sample_feeds)))
     found = {"fused_operators": operators, "fused_fidelity_vs_reference": check}
     if check["pearson"] < FUSED_MIN_PEARSON or check["max_abs_diff"] > FUSED_MAX_ABS_DIFF:
         return None, {"graph_variant": "reference", **found,
@@ -253,11 +252,40 @@ def _checked_int8(fp32_graph: Path, reference_outputs, settings, threads: int, s
 
     int8_graph = export.quantize_int8(fp32_graph)
     candidate = OnnxRuntime(int8_graph, threads)
-    key = f"fidelity_{int8_graph.stem}"
-    check = export.read_meta(fp32_graph.parent).get(key)
-    if check is None or "batch_dependence_max_abs_diff" not in check:
-        check = fidelity.compare(reference_outputs, candidate.run(sample_feeds))
-        check["batch_dependence_max_abs_diff"] = fidelity.batch_dependence(candidate.run, sample_feeds)
-        export.write_meta(fp32_graph.parent, {key: check})
-    accepted = check["pearson"] >= settings.int8_min_pearson
-    return (candidate if accepted else None), check
+    check = _cached_check(fp32_graph.parent, f"fidelity_{int8_graph.stem}", sample_feeds, lambda: {
+        **fidelity.compare(reference_outputs, candidate.run(sample_feeds)),
+        "batch_dependence_max_abs_diff": fidelity.batch_dependence(candidate.run, sample_feeds)})
+    return (None if _int8_refusal(check, settings) else candidate), check
+
+
+def _int8_refusal(check: dict, settings) -> str | None:
+    """Why int8 is refused for this check, or None when it is accepted."""
+    if check["pearson"] < settings.int8_min_pearson:
+        return f"Pearson {check['pearson']} vs fp32 is below int8_min_pearson {settings.int8_min_pearson}"
+    limit = settings.int8_max_batch_dependence
+    if limit is not None and check["batch_dependence_max_abs_diff"] > limit:
+        return (f"outputs move by up to {check['batch_dependence_max_abs_diff']} with batch-mates, over "
+                f"int8_max_batch_dependence {limit}")
+    return None
+
+
+def _cached_check(folder: Path, key: str, sample_feeds, compute) -> dict:
+    """A fidelity check stored in the export's meta.json, reused only for the same onnxruntime
+    (which writes fused graphs and runs the kernels) and the same sample inputs (they follow the
+    formatting and length settings)."""
+    import hashlib
+
+    import onnxruntime
+
+    from reward_service.engine import export
+
+    digest = hashlib.sha256()
+    for name in sorted(sample_feeds):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(sample_feeds[name]).tobytes())
+    computed_with = f"onnxruntime {onnxruntime.__version__}, samples {digest.hexdigest()[:12]}"
+    check = export.read_meta(folder).get(key)
+    if check is None or check.get("computed_with") != computed_with:
+        check = {**compute(), "computed_with": computed_with}
+        export.write_meta(folder, {key: check})
+    return check
