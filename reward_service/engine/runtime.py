@@ -194,9 +194,10 @@ def _onnx_runtime(model_dir: Path, settings, threads: int, sample_feeds, pad_id:
     fp32, fusion = reference, {"graph_variant": "reference"}
     if settings.onnx_graph != "reference":
         fused, fusion = _checked_fused(reference_graph, reference_outputs, model_dir, threads, sample_feeds, pad_id)
+        failed = fusion.pop("fusion_failed", False)  # asked for, tried and broke, or checked and refused: say so
         if fused is not None:
             fp32 = fused
-        elif settings.onnx_graph == "fused" or "fused_fidelity_vs_reference" in fusion or fusion.pop("fusion_failed", 0):
+        elif failed or settings.onnx_graph == "fused" or "fused_fidelity_vs_reference" in fusion:
             notes.append(f"fused graph not used ({fusion['fusion']}); serving the reference graph")
     runtime, precision = fp32, "fp32"
     if settings.precision in ("fp16", "bf16"):
