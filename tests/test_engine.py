@@ -365,3 +365,15 @@ def test_closing_the_batcher_answers_requests_whose_batch_is_running():
 
     for outcome in asyncio.run(scenario()):
         assert isinstance(outcome, DeadlineExceeded) and "shutting down" in str(outcome)
+
+
+def test_a_fused_export_that_breaks_is_a_note_and_the_reference_serves(tiny_model, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("optimizer exploded")
+
+    monkeypatch.setattr(export, "fused_graph", broken)
+    engine = engine_for(tiny_model, "onnx")
+    described = engine.describe()
+    assert described["graph_variant"] == "reference" and "fusion_failed" not in described
+    assert any("fused export failed (RuntimeError: optimizer exploded)" in note for note in described["notes"])
+    np.testing.assert_allclose(logits(engine, TEXTS), torch_logits(tiny_model, TEXTS), atol=1e-4, rtol=1e-4)
