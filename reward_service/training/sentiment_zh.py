@@ -88,10 +88,10 @@ def extend_tokenizer(tokenizer, characters: list[str], folder: Path):
 def build_sentiment_zh_model(
     output_dir: Path,
     limit: int | None = None,
-    epochs: float = 1.0,
+    epochs: float = 1.5,
     batch_size: int = 32,
     learning_rate: float = 1e-4,
-    embedding_learning_rate: float = 1e-3,
+    embedding_learning_rate: float = 3e-3,  # the added characters' embeddings start from nothing
     seed: int = 0,
     base_model: Path | None = None,
     progress: bool = True,
