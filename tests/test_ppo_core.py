@@ -85,3 +85,75 @@ def test_adaptive_kl_moves_toward_target():
     assert controller.value == pytest.approx(0.1 * (1 + 0.2 * 0.1))
     controller.update(3.0, 1000)   # too little: error -0.5 clipped to -0.2
     assert controller.value == pytest.approx(0.1 * 1.02 * 0.98)
+
+
+def test_leave_one_out_baseline_is_the_mean_of_the_other_samples_of_the_prompt():
+    rewards = torch.tensor([1.0, 0.0, 0.5, 0.5, 0.2, 0.4, 0.6, 0.8])  # two prompts, four samples each
+    baseline = core.leave_one_out_baseline(rewards, group_size=4)
+    assert baseline.tolist() == pytest.approx([1.0 / 3, 2.0 / 3, 0.5, 0.5, 0.6, 1.6 / 3, 1.4 / 3, 0.4])
+    # a sample's own reward never enters its baseline: raising it leaves its baseline alone
+    raised = rewards.clone()
+    raised[0] = 9.0
+    assert core.leave_one_out_baseline(raised, 4)[0].item() == pytest.approx(1.0 / 3)
+    with pytest.raises(ValueError):
+        core.leave_one_out_baseline(rewards, group_size=3)
+    with pytest.raises(ValueError):
+        core.leave_one_out_baseline(rewards, group_size=1)
+
+
+def test_rloo_advantages_subtract_the_kl_penalty_then_the_group_baseline():
+    scores = torch.tensor([1.0, 0.0, 0.6, 0.2])
+    kl = torch.tensor([[1.0, 1.0, 9.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    advantages, sequence = core.rloo_advantages(scores, kl, mask, kl_coef=0.1, group_size=2)
+    # padding's KL (the 9.0) does not count; R = score - 0.1 * sum of real-token KL
+    assert sequence.tolist() == pytest.approx([0.8, 0.0, 0.4, 0.1])
+    # pairs: 0.8 - 0.0, 0.0 - 0.8; 0.4 - 0.1, 0.1 - 0.4; on every real token, 0 on padding
+    torch.testing.assert_close(advantages, torch.tensor([[0.8, 0.8, 0.0], [-0.8, -0.8, -0.8],
+                                                         [0.3, 0.0, 0.0], [-0.3, -0.3, -0.3]]))
+
+
+def test_running_moments_match_the_statistics_of_everything_seen():
+    moments = core.RunningMoments()
+    assert moments.std == 1.0  # nothing seen: whitening leaves the scale alone
+    first, second = torch.tensor([0.1, 0.9, 0.5]), torch.tensor([0.3, 0.7, 0.2, 1.0])
+    moments.update(first)
+    moments.update(second)
+    everything = torch.cat([first, second]).double()
+    assert moments.count == 7
+    assert moments.mean == pytest.approx(everything.mean().item())
+    assert moments.std == pytest.approx(everything.std().item())  # unbiased, as torch
+    white = moments.whiten(everything)
+    assert white.mean().item() == pytest.approx(0.0, abs=1e-9)
+    assert white.std().item() == pytest.approx(1.0)
+
+
+def test_per_step_kl_moves_every_step_within_its_bounds():
+    controller = core.PerStepKL(0.05, target=4.0, rate=0.5, min_coef=0.05, max_coef=0.1)
+    controller.update(6.0, 16)   # 50% over target: x exp(0.5 * 0.5)
+    assert controller.value == pytest.approx(0.05 * math.exp(0.25))
+    controller.update(40.0, 16)  # error clipped to +1: x exp(0.5) = 0.106, capped at max_coef
+    assert controller.value == pytest.approx(0.1)
+    controller.update(2.0, 16)   # 50% under: x exp(-0.25)
+    assert controller.value == pytest.approx(0.1 * math.exp(-0.25))
+    for _ in range(20):
+        controller.update(0.0, 16)
+    assert controller.value == pytest.approx(0.05)  # floor
+    # the batch size does not matter (Ziegler's controller moves by n_steps / horizon)
+    a, b = core.PerStepKL(0.1, 4.0, 0.5), core.PerStepKL(0.1, 4.0, 0.5)
+    a.update(5.0, 16)
+    b.update(5.0, 4096)
+    assert a.value == b.value == pytest.approx(0.1 * math.exp(0.125))
+    slow = core.AdaptiveKL(0.1, target=4.0, horizon=10000)
+    slow.update(5.0, 16)
+    assert slow.value == pytest.approx(0.1 * (1 + 0.2 * 16 / 10000))
+
+
+def test_repeated_bigram_share():
+    assert core.repeated_bigram_share(["great great great"]) == pytest.approx(0.5)
+    assert core.repeated_bigram_share(["a fine film with a warm heart"]) == 0.0
+    # pooled over texts: 'it is it is' has 3 bigrams, 1 repeated; the other 2 bigrams, none
+    assert core.repeated_bigram_share(["It is, it is.", "so good"]) == pytest.approx(1 / 4)
+    # a bigram repeated across texts is not a repetition; case is ignored
+    assert core.repeated_bigram_share(["very good", "Very Good"]) == 0.0
+    assert core.repeated_bigram_share(["one", ""]) == 0.0

@@ -1,21 +1,26 @@
 """PPO on a tiny random policy against a real service process, over real HTTP: reward rises."""
 
+import json
+
 import numpy as np
+import pytest
 
 from tests.conftest import make_tiny_policy
 from trainer_client.client import RewardClient
+from trainer_client.ppo import config, core
 from trainer_client.ppo.config import PPOSettings
-from trainer_client.ppo.trainer import PPOTrainer, summarize
+from trainer_client.ppo.trainer import PPOTrainer, kl_controller, summarize
 
 PROMPTS = ["the movie was", "this film is", "the story of the cast", "it was a", "the ending was", "the music"]
 
 
 def test_ppo_raises_the_reward_of_a_tiny_policy(tmp_path, lexicon_service):
+    """The behaviour before issue 16 (critic + GAE, one sample per prompt), kept by config."""
     policy = make_tiny_policy(tmp_path / "policy")
     settings = PPOSettings(
         service_url=lexicon_service, policy=str(policy), steps=40, batch_size=16, minibatch_size=8, ppo_epochs=4,
         learning_rate=3e-3, trainable_layers=0, vf_coef=0.5, output_dir=str(tmp_path / "run"), sample_every=100,
-        kl={"coef": 0.01, "adaptive": False},
+        advantage="gae", group_size=1, kl={"coef": 0.01, "adaptive": False},
         generation={"max_new_tokens": 6, "min_new_tokens": 1, "temperature": 1.0},
     )
     with RewardClient(lexicon_service) as client:
@@ -29,3 +34,47 @@ def test_ppo_raises_the_reward_of_a_tiny_policy(tmp_path, lexicon_service):
     assert len((run / "log.jsonl").read_text().splitlines()) == 40
     assert (run / "policy" / "model.safetensors").is_file()
     assert all(h["reward_model"].startswith("vader@") for h in history)
+
+
+def test_rloo_with_group_baselines_raises_the_reward_and_logs_repetition(tmp_path, lexicon_service):
+    policy = make_tiny_policy(tmp_path / "policy")
+    settings = PPOSettings(
+        service_url=lexicon_service, policy=str(policy), steps=30, batch_size=16, minibatch_size=8, ppo_epochs=4,
+        learning_rate=3e-3, trainable_layers=0, output_dir=str(tmp_path / "run"), sample_every=100,
+        save_policy=False, whiten_scores=True, entropy_coef=0.01,
+        kl={"coef": 0.01, "target": 4.0},  # the defaults otherwise: rloo, group_size 4, per-step control
+        generation={"max_new_tokens": 6, "min_new_tokens": 1, "temperature": 1.0},
+    )
+    assert settings.advantage == "rloo" and settings.group_size == 4
+    with RewardClient(lexicon_service) as client:
+        trainer = PPOTrainer(settings, policy, client, PROMPTS)
+        assert isinstance(trainer.kl, core.PerStepKL)
+        _, rollout, _ = trainer.step(0)
+        groups = [rollout.prompts[i: i + 4] for i in range(0, 16, 4)]
+        assert all(len(set(group)) == 1 for group in groups)  # 4 prompts, 4 samples each, consecutive
+        history = trainer.train(progress=False)
+    summary = summarize(history, window=8)
+    assert summary["reward_gain"] > 0.1, [round(h["reward_mean"], 3) for h in history]
+    assert np.isfinite([h["kl"] for h in history]).all()
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= entry["repeated_bigrams"] <= 1.0 for entry in log)
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["repeated_bigrams_first_10"] == pytest.approx(np.mean([e["repeated_bigrams"] for e in log[:10]]))
+    assert saved["repeated_bigrams_last_10"] == pytest.approx(np.mean([e["repeated_bigrams"] for e in log[-10:]]))
+    # the coefficient moved every step (Ziegler's would have moved by under 1% in all)
+    assert len({round(e["kl_coef"], 9) for e in log}) > 10
+
+
+def test_defaults_and_the_old_behaviour_by_config(tmp_path):
+    defaults = PPOSettings()
+    assert (defaults.advantage, defaults.group_size, defaults.kl.controller) == ("rloo", 4, "per-step")
+    legacy = tmp_path / "legacy.yaml"
+    legacy.write_text("advantage: gae\ngroup_size: 1\nkl: {controller: ziegler, target: 6}\n")
+    settings = config.load(legacy)
+    controller = kl_controller(settings)
+    assert isinstance(controller, core.AdaptiveKL) and controller.horizon == 10000 and controller.target == 6
+    assert isinstance(kl_controller(PPOSettings(kl={"adaptive": False})), core.FixedKL)
+    with pytest.raises(config.ConfigError, match="not a multiple of group_size 4"):
+        config.load(None, {"batch_size": 6})
+    with pytest.raises(config.ConfigError, match="rloo needs group_size >= 2"):
+        config.load(None, {"group_size": 1})

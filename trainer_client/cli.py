@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", help="rotten-tomatoes or a file with one prompt per line")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--advantage", choices=["rloo", "gae"], help="rloo (group baseline, default) or gae (critic)")
+    parser.add_argument("--group-size", type=int, help="samples per prompt in a step")
     parser.add_argument("--output-dir")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--wait-for-service", type=float, default=600, help="seconds to wait for /readyz")
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = config.load(args.config, {
             "service_url": args.service_url, "backend": args.backend, "policy": args.policy, "prompts": args.prompts,
-            "steps": args.steps, "batch_size": args.batch_size, "output_dir": args.output_dir, "seed": args.seed,
+            "steps": args.steps, "batch_size": args.batch_size,
+            "advantage": args.advantage, "group_size": args.group_size, "output_dir": args.output_dir, "seed": args.seed,
         })
         prompts = load_prompts(settings.prompts, settings.prompt_words, settings.seed)
     except ValueError as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Strict(BaseModel):
@@ -23,9 +23,15 @@ class GenerationSettings(Strict):
 
 class KLSettings(Strict):
     coef: float = Field(0.05, ge=0, description="initial KL penalty coefficient")
-    adaptive: bool = True
-    target: float = Field(6.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
-    horizon: int = Field(10000, gt=0)
+    adaptive: bool = Field(True, description="move the coefficient so the KL tracks `target` (false: fixed `coef`)")
+    controller: Literal["per-step", "ziegler"] = Field(
+        "per-step", description="per-step: the coefficient moves by up to a factor exp(rate) every step, whatever "
+        "the batch size; ziegler: Ziegler et al. 2019, at most 20% per `horizon` samples (slow at small batches)")
+    target: float = Field(4.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
+    horizon: int = Field(10000, gt=0, description="ziegler: samples over which the coefficient may move 20%")
+    rate: float = Field(0.5, gt=0, description="per-step: the largest log-change of the coefficient in one step")
+    min_coef: float = Field(0.05, ge=0, description="per-step: the coefficient never goes below this")
+    max_coef: float = Field(2.0, gt=0, description="per-step: nor above this")
 
 
 class PPOSettings(Strict):
@@ -47,14 +53,33 @@ class PPOSettings(Strict):
     lam: float = Field(0.95, ge=0, le=1)
     cliprange: float = Field(0.2, gt=0)
     cliprange_value: float = Field(0.2, gt=0)
-    vf_coef: float = Field(0.1, ge=0)
-    whiten_rewards: bool = False
+    vf_coef: float = Field(0.1, ge=0, description="gae: weight of the value loss")
+    advantage: Literal["rloo", "gae"] = Field(
+        "rloo", description="rloo: each sample's sequence reward (score - kl.coef * its KL) minus the mean of the "
+        "other samples of its prompt (leave-one-out, Ahmadian et al. 2024), on every token; no critic. "
+        "gae: per-token KL penalty and a learned value head (the behaviour before issue 16)")
+    group_size: int = Field(4, ge=1, description="samples per prompt in a step (batch_size / group_size prompts); "
+                            "rloo needs at least 2")
+    whiten_scores: bool = Field(False, description="normalise scores by the running mean and std of every score "
+                                "seen so far, before the KL penalty (keeps kl.coef's meaning across reward scales)")
+    whiten_rewards: bool = Field(False, description="gae: whiten the per-token rewards of each batch (scale only)")
+    entropy_coef: float = Field(0.0, ge=0, description="entropy bonus: loss -= entropy_coef * mean token entropy")
     kl: KLSettings = KLSettings()
     generation: GenerationSettings = GenerationSettings()
     seed: int = 0
     output_dir: str = "runs/ppo"
     sample_every: int = Field(5, ge=1, description="print sample generations every N steps")
     save_policy: bool = True
+
+    @model_validator(mode="after")
+    def _groups_fit(self):
+        if self.batch_size % self.group_size:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of group_size {self.group_size}")
+        if self.advantage == "rloo" and self.group_size < 2:
+            raise ValueError("advantage rloo needs group_size >= 2 (a leave-one-out baseline needs another sample)")
+        if self.kl.min_coef > self.kl.max_coef:
+            raise ValueError(f"kl.min_coef {self.kl.min_coef} is above kl.max_coef {self.kl.max_coef}")
+        return self
 
 
 class ConfigError(ValueError):
@@ -72,5 +97,5 @@ def load(path: str | Path | None, overrides: dict | None = None) -> PPOSettings:
     try:
         return PPOSettings.model_validate(data)
     except ValidationError as exc:
-        problems = "\n".join(f"  - {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "\n".join(f"  - {'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid config {path or ''}:\n{problems}") from None

@@ -7,6 +7,9 @@ All tensors are over response tokens only, shape (batch, response_length), with
 
 from __future__ import annotations
 
+import math
+import re
+
 import torch
 import torch.nn.functional as F
 
@@ -109,3 +112,86 @@ class AdaptiveKL:
     def update(self, current_kl: float, n_steps: int) -> None:
         error = max(-0.2, min(0.2, current_kl / self.target - 1))
         self.value *= 1 + error * n_steps / self.horizon
+
+
+class PerStepKL:
+    """KL control that works at any batch size: after every step the coefficient is
+    multiplied by exp(rate * e), e = clip(KL / target - 1, -1, 1), and kept within
+    [min_coef, max_coef]. At a KL twice the target it grows by exp(rate) per step, at no
+    KL it shrinks by the same factor; the Ziegler controller's 20% per `horizon` samples
+    barely moves in a 60-step run of 16 rollouts."""
+
+    def __init__(self, coef: float, target: float, rate: float, min_coef: float = 0.0, max_coef: float = float("inf")):
+        self.min_coef, self.max_coef = min_coef, max_coef
+        self.value = min(max(coef, min_coef), max_coef)
+        self.target = target
+        self.rate = rate
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        error = max(-1.0, min(1.0, current_kl / self.target - 1))
+        self.value = min(max(self.value * math.exp(self.rate * error), self.min_coef), self.max_coef)
+
+
+def leave_one_out_baseline(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """RLOO (Kool et al. 2019; Ahmadian et al. 2024): `rewards` (batch,) holds groups of
+    `group_size` consecutive samples of one prompt; each sample's baseline is the mean
+    reward of the other samples of its group. Returns the baselines (batch,)."""
+    if group_size < 2 or rewards.shape[0] % group_size:
+        raise ValueError(f"{rewards.shape[0]} rewards do not split into groups of {group_size} >= 2")
+    groups = rewards.view(-1, group_size)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)
+    return others.reshape(-1)
+
+
+def rloo_advantages(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float,
+                    group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence reward R_i = score_i - kl_coef * sum_t kl_it; advantage R_i minus its
+    leave-one-out baseline, on every real token of sample i. Returns (advantages (batch,
+    length), sequence rewards (batch,))."""
+    sequence_rewards = scores - kl_coef * (kl * mask).sum(1)
+    advantage = sequence_rewards - leave_one_out_baseline(sequence_rewards, group_size)
+    return advantage.unsqueeze(1) * mask, sequence_rewards
+
+
+class RunningMoments:
+    """Mean and standard deviation of every value seen so far (Chan et al.'s parallel
+    update), for whitening scores across steps rather than within one small batch."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, values: torch.Tensor) -> None:
+        values = values.double().flatten()
+        n = values.numel()
+        if n == 0:
+            return
+        batch_mean = values.mean().item()
+        batch_m2 = ((values - batch_mean) ** 2).sum().item()
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta ** 2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 1.0
+
+    def whiten(self, values: torch.Tensor) -> torch.Tensor:
+        return (values - self.mean) / max(self.std, 1e-6)
+
+
+_WORD = re.compile(r"\w+(?:'\w+)?")
+
+
+def repeated_bigram_share(texts: list[str]) -> float:
+    """Share of the word bigrams of the texts that repeat an earlier bigram of the same
+    text (lower-cased words): "great great great" -> 1 of its 2 bigrams; fluent text
+    is near 0. Pooled over the texts; 0.0 when no text has two words."""
+    total = repeated = 0
+    for text in texts:
+        words = _WORD.findall(text.lower())
+        bigrams = list(zip(words, words[1:]))
+        total += len(bigrams)
+        repeated += len(bigrams) - len(set(bigrams))
+    return repeated / total if total else 0.0

@@ -1,10 +1,12 @@
 """The PPO loop: generate, score over HTTP (one call per rollout batch), update.
 
 Policy = a causal LM with a scalar value head on its last hidden state; a frozen
-copy is the reference for the per-token KL penalty. Each step: sample a batch of
-prompts, generate, compute old and reference log-probs and values, get the
-rewards from reward-service, build KL-penalised per-token rewards, GAE, whiten
-advantages, then several PPO epochs over minibatches.
+copy is the reference for the KL penalty. Each step: sample batch_size / group_size
+prompts, generate group_size samples of each, compute old and reference log-probs
+and values, get the rewards from reward-service, then the advantages, either
+(advantage: rloo) each sample's KL-penalised sequence reward minus the mean of the
+other samples of its prompt, or (advantage: gae) KL-penalised per-token rewards and
+GAE with the value head; whiten them, then several PPO epochs over minibatches.
 """
 
 from __future__ import annotations
@@ -100,8 +102,8 @@ class PPOTrainer:
         self.policy = PolicyWithValue(lm)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, eps=1e-6)
-        kl = settings.kl
-        self.kl = core.AdaptiveKL(kl.coef, kl.target, kl.horizon) if kl.adaptive else core.FixedKL(kl.coef)
+        self.kl = kl_controller(settings)
+        self.score_moments = core.RunningMoments()
         self.trainable_parameters = sum(p.numel() for p in trainable)
 
     # ------------------------------------------------------------------ rollout
@@ -147,7 +149,10 @@ class PPOTrainer:
     def step(self, step: int) -> tuple[dict, Rollout, list[float]]:
         s = self.settings
         started = time.perf_counter()
-        batch_prompts = [self.prompts[self.rng.randrange(len(self.prompts))] for _ in range(s.batch_size)]
+        # group_size consecutive samples of each prompt (group_size 1: the draws as before issue 16)
+        batch_prompts = [prompt for prompt in (self.prompts[self.rng.randrange(len(self.prompts))]
+                                               for _ in range(s.batch_size // s.group_size))
+                         for _ in range(s.group_size)]
         rollout = self.generate(batch_prompts)
         generated = time.perf_counter()
 
@@ -156,6 +161,10 @@ class PPOTrainer:
                                    timeout_s=s.reward_timeout_s)
         reward_seconds = time.perf_counter() - call_started
         scores = torch.tensor(result.scores, dtype=torch.float32)
+        train_scores = scores
+        if s.whiten_scores:
+            self.score_moments.update(scores)
+            train_scores = self.score_moments.whiten(scores).float()
 
         mask = rollout.response_mask.float()
         with torch.no_grad():
@@ -164,10 +173,15 @@ class PPOTrainer:
                                                         rollout.prompt_length, True)
             _, ref_logprobs, _ = self._forward(self.reference, rollout.input_ids, rollout.attention_mask,
                                                rollout.prompt_length, False)
-            rewards, kl = core.kl_penalized_rewards(scores, old_logprobs, ref_logprobs, mask, self.kl.value)
-            if s.whiten_rewards:
-                rewards = core.whiten(rewards, mask, shift_mean=False)
-            advantages, returns = core.gae(rewards, old_values, mask, s.gamma, s.lam)
+            if s.advantage == "rloo":
+                kl = (old_logprobs - ref_logprobs) * mask
+                advantages, _ = core.rloo_advantages(train_scores, kl, mask, self.kl.value, s.group_size)
+                returns = None
+            else:
+                rewards, kl = core.kl_penalized_rewards(train_scores, old_logprobs, ref_logprobs, mask, self.kl.value)
+                if s.whiten_rewards:
+                    rewards = core.whiten(rewards, mask, shift_mean=False)
+                advantages, returns = core.gae(rewards, old_values, mask, s.gamma, s.lam)
             advantages = core.whiten(advantages, mask)
 
         self.policy.eval()  # no dropout: the PPO ratio must be 1 before the first update
@@ -181,8 +195,14 @@ class PPOTrainer:
                     self.policy, rollout.input_ids[index], rollout.attention_mask[index], rollout.prompt_length, True)
                 m = mask[index]
                 pg_loss, pg_stats = core.policy_loss(logprobs, old_logprobs[index], advantages[index], m, s.cliprange)
-                vf_loss, _ = core.value_loss(values, old_values[index], returns[index], m, s.cliprange_value)
-                loss = pg_loss + s.vf_coef * vf_loss
+                loss = pg_loss
+                if returns is not None:  # gae: train the critic; rloo needs none
+                    vf_loss, _ = core.value_loss(values, old_values[index], returns[index], m, s.cliprange_value)
+                    loss = loss + s.vf_coef * vf_loss
+                else:
+                    vf_loss = torch.zeros(())
+                if s.entropy_coef > 0:
+                    loss = loss - s.entropy_coef * core.masked_mean(core.entropy(logits), m)
                 self.optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for p in self.policy.parameters() if p.requires_grad],
@@ -203,6 +223,7 @@ class PPOTrainer:
             "reward_std": float(scores.std()) if len(scores) > 1 else 0.0,
             "kl": sequence_kl,
             "kl_coef": self.kl.value,
+            "repeated_bigrams": core.repeated_bigram_share(rollout.responses),
             "entropy": float(np.mean(losses["entropy"])),
             "policy_loss": float(np.mean(losses["policy_loss"])),
             "value_loss": float(np.mean(losses["value_loss"])),
@@ -248,6 +269,15 @@ class PPOTrainer:
         return history
 
 
+def kl_controller(settings: PPOSettings):
+    kl = settings.kl
+    if not kl.adaptive:
+        return core.FixedKL(kl.coef)
+    if kl.controller == "ziegler":
+        return core.AdaptiveKL(kl.coef, kl.target, kl.horizon)
+    return core.PerStepKL(kl.coef, kl.target, kl.rate, kl.min_coef, kl.max_coef)
+
+
 def summarize(history: list[dict], window: int = 10) -> dict:
     window = max(1, min(window, len(history) // 2 or 1))
     first = float(np.mean([h["reward_mean"] for h in history[:window]]))
@@ -260,6 +290,9 @@ def summarize(history: list[dict], window: int = 10) -> dict:
         "reward_gain": last - first,
         "kl_last": history[-1]["kl"],
         "kl_max": max(h["kl"] for h in history),
+        "kl_coef_last": history[-1]["kl_coef"],
+        f"repeated_bigrams_first_{window}": float(np.mean([h["repeated_bigrams"] for h in history[:window]])),
+        f"repeated_bigrams_last_{window}": float(np.mean([h["repeated_bigrams"] for h in history[-window:]])),
         "mean_step_s": float(np.mean([h["step_s"] for h in history])),
         "mean_reward_call_share": float(np.mean([h["reward_call_share"] for h in history])),
         "reward_model": history[-1]["reward_model"],
@@ -285,8 +318,15 @@ def plot_rewards(history: list[dict], path: Path) -> None:
     ax.set_ylabel("reward")
     ax.legend(loc="lower right")
     ax.set_title(f"PPO against reward-service ({history[-1]['reward_model']})")
-    ax_kl.plot(steps, [h["kl"] for h in history], color="tab:red")
+    ax_kl.plot(steps, [h["kl"] for h in history], color="tab:red", label="KL")
     ax_kl.set_ylabel("KL to reference (nats)")
+    ax_rep = ax_kl.twinx()
+    ax_rep.plot(steps, [h["repeated_bigrams"] for h in history], color="tab:gray", linestyle=":",
+                label="repeated bigrams")
+    ax_rep.set_ylabel("repeated-bigram share")
+    ax_rep.set_ylim(0, 1)
+    lines = ax_kl.get_lines() + ax_rep.get_lines()
+    ax_kl.legend(lines, [line.get_label() for line in lines], loc="upper left")
     ax_kl.set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
