@@ -25,9 +25,9 @@ class KLSettings(Strict):
     coef: float = Field(0.05, ge=0, description="initial KL penalty coefficient")
     adaptive: bool = Field(True, description="move the coefficient so the KL tracks `target` (false: fixed `coef`)")
     controller: Literal["per-step", "ziegler"] = Field(
-        "per-step", description="per-step: the coefficient moves by up to a factor exp(rate) every step, whatever "
+        "ziegler", description="per-step: the coefficient moves by up to a factor exp(rate) every step, whatever "
         "the batch size; ziegler: Ziegler et al. 2019, at most 20% per `horizon` samples (slow at small batches)")
-    target: float = Field(4.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
+    target: float = Field(6.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
     horizon: int = Field(10000, gt=0, description="ziegler: samples over which the coefficient may move 20%")
     rate: float = Field(0.5, gt=0, description="per-step: the largest log-change of the coefficient in one step")
     min_coef: float = Field(0.05, ge=0, description="per-step: the coefficient never goes below this")
@@ -55,10 +55,10 @@ class PPOSettings(Strict):
     cliprange_value: float = Field(0.2, gt=0)
     vf_coef: float = Field(0.1, ge=0, description="gae: weight of the value loss")
     advantage: Literal["rloo", "gae"] = Field(
-        "rloo", description="rloo: each sample's sequence reward (score - kl.coef * its KL) minus the mean of the "
+        "gae", description="rloo: each sample's sequence reward (score - kl.coef * its KL) minus the mean of the "
         "other samples of its prompt (leave-one-out, Ahmadian et al. 2024), on every token; no critic. "
-        "gae: per-token KL penalty and a learned value head (the behaviour before issue 16)")
-    group_size: int = Field(4, ge=1, description="samples per prompt in a step (batch_size / group_size prompts); "
+        "gae: per-token KL penalty and a learned value head")
+    group_size: int = Field(1, ge=1, description="samples per prompt in a step (batch_size / group_size prompts); "
                             "rloo needs at least 2")
     whiten_scores: bool = Field(False, description="normalise scores by the running mean and std of every score "
                                 "seen so far, before the KL penalty (keeps kl.coef's meaning across reward scales)")
