@@ -157,3 +157,21 @@ def test_repeated_bigram_share():
     # a bigram repeated across texts is not a repetition; case is ignored
     assert core.repeated_bigram_share(["very good", "Very Good"]) == 0.0
     assert core.repeated_bigram_share(["one", ""]) == 0.0
+
+
+def test_token_kl_is_the_exact_kl_of_each_position_and_the_mean_of_the_sampled_log_ratio():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5)
+    ref_logits = torch.randn(2, 3, 5)
+    ref_logprobs = torch.log_softmax(ref_logits, -1)
+    kl = core.token_kl(logits, ref_logprobs)
+    p, q = torch.softmax(logits, -1), torch.softmax(ref_logits, -1)
+    by_hand = [[sum(p[b, t, v].item() * math.log(p[b, t, v].item() / q[b, t, v].item()) for v in range(5))
+                for t in range(3)] for b in range(2)]
+    assert kl.tolist() == [pytest.approx(row, abs=1e-6) for row in by_hand]
+    assert (kl >= 0).all()
+    assert core.token_kl(ref_logits, ref_logprobs).abs().max() < 1e-6  # same distribution: no KL
+    # the sampled log-ratio (what the reward penalty and the logged KL use) has the same mean
+    samples = torch.distributions.Categorical(logits=logits[0, 0]).sample((200_000,))
+    log_ratio = torch.log_softmax(logits[0, 0], -1)[samples] - ref_logprobs[0, 0][samples]
+    assert log_ratio.mean().item() == pytest.approx(kl[0, 0].item(), abs=0.01)

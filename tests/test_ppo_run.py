@@ -79,3 +79,26 @@ def test_defaults_and_the_new_options_by_config(tmp_path):
         config.load(grouped, {"batch_size": 6})
     with pytest.raises(config.ConfigError, match="rloo needs group_size >= 2"):
         config.load(None, {"advantage": "rloo"})
+
+
+def test_kl_in_the_loss_keeps_the_scores_alone_in_the_advantages_and_holds_the_kl(tmp_path, lexicon_service):
+    """kl.penalty loss: rewards rise, the exact per-token KL is logged, and a large coefficient
+    keeps the policy closer to the reference than a small one does, on the same seed."""
+    policy = make_tiny_policy(tmp_path / "policy")
+
+    def run(coef: float, name: str) -> list[dict]:
+        settings = PPOSettings(
+            service_url=lexicon_service, policy=str(policy), steps=20, batch_size=16, minibatch_size=8,
+            ppo_epochs=4, learning_rate=3e-3, trainable_layers=0, output_dir=str(tmp_path / name), sample_every=100,
+            save_policy=False, advantage="rloo", group_size=4,
+            kl={"coef": coef, "adaptive": False, "penalty": "loss"},
+            generation={"max_new_tokens": 6, "min_new_tokens": 1, "temperature": 1.0},
+        )
+        with RewardClient(lexicon_service) as client:
+            return PPOTrainer(settings, policy, client, PROMPTS).train(progress=False)
+
+    free, held = run(0.0, "free"), run(5.0, "held")
+    assert summarize(free, window=5)["reward_gain"] > 0.1, [round(h["reward_mean"], 3) for h in free]
+    assert all(h["token_kl"] is not None and h["token_kl"] >= 0 for h in free + held)
+    late = slice(-5, None)
+    assert np.mean([h["kl"] for h in held[late]]) < np.mean([h["kl"] for h in free[late]])

@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 
 from reward_service import model_store
 from reward_service.engine.tokenization import encode_conversations, pad_batch
-from reward_service.training import data
+from reward_service.training import augmentation, data
 
 MAX_LENGTH = 96  # reviews are one or two sentences; 99% fit in 96 tokens
 HELD_OUT_FRACTION = 0.1
 LABELS = {0: "negative", 1: "positive"}
+COMPOSED_EXAMPLES = 4000  # contrast / concession / frame / negation examples beside the reviews
 
 
 def _batches(n: int, batch_size: int, rng: random.Random, lengths: list[int] | None = None) -> list[list[int]]:
@@ -122,11 +123,14 @@ def build_sentiment_model(
     seed: int = 0,
     base_model: Path | None = None,
     progress: bool = True,
+    composed: int = COMPOSED_EXAMPLES,
 ) -> dict:
     """Fine-tune, evaluate on the held-out split, save weights + tokenizer + model card.
 
     `limit` caps the training examples (for quick tests); the held-out set is
-    always the full fixed split so accuracies stay comparable.
+    always the full fixed split so accuracies stay comparable. `composed`: how many
+    examples `augmentation.composed_examples` adds, built from the training reviews
+    (0: the reviews alone, the recipe before).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -140,19 +144,21 @@ def build_sentiment_model(
     train, test = data.split_reviews(reviews, HELD_OUT_FRACTION)
     if limit:
         train = rng.sample(train, min(limit, len(train)))
+    extra = augmentation.composed_examples(train, composed, rng) if composed else []
+    structures = {name: sum(1 for *_, s in extra if s == name) for name in sorted({s for *_, s in extra})}
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_model, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
     )
     pad_id = tokenizer.pad_token_id or 0
-    train_enc = _encode(tokenizer, [r.text for r in train])
+    train_enc = _encode(tokenizer, [r.text for r in train] + [text for text, _, _ in extra])
     test_enc = _encode(tokenizer, [r.text for r in test])
-    train_labels = [int(r.fresh) for r in train]
+    train_labels = [int(r.fresh) for r in train] + [label for _, label, _ in extra]
     test_labels = [int(r.fresh) for r in test]
 
     total_steps = fine_tune(model, train_enc, train_labels, pad_id, rng, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, description="fine-tuning sentiment-minilm-rt",
+                            learning_rate=learning_rate, length_grouped=True, description="fine-tuning sentiment-minilm-rt",
                             progress=progress)
 
     accuracy = _accuracy(model, test_enc, test_labels, pad_id)
@@ -171,6 +177,9 @@ def build_sentiment_model(
             "sha256": data.file_sha256(corpus_path),
             "train_examples": len(train),
             "held_out_examples": len(test),
+            "composed_examples": len(extra),
+            "composed_structures": structures,
+            "composed_from": "training reviews only, by reward_service/training/augmentation.py",
         },
         "split": {
             "method": "sha256(review text) bucket < fraction is held out",

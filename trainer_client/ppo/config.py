@@ -27,6 +27,10 @@ class KLSettings(Strict):
     controller: Literal["per-step", "ziegler"] = Field(
         "ziegler", description="per-step: the coefficient moves by up to a factor exp(rate) every step, whatever "
         "the batch size; ziegler: Ziegler et al. 2019, at most 20% per `horizon` samples (slow at small batches)")
+    penalty: Literal["reward", "loss"] = Field(
+        "reward", description="reward: -coef * (log pi - log pi_ref) of each sampled token in the reward (Ziegler "
+        "et al.; the advantages carry it); loss: the scores alone make the advantages and coef * the exact "
+        "per-token KL to the reference (whole vocabulary, mean over response tokens) is added to the loss")
     target: float = Field(6.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
     horizon: int = Field(10000, gt=0, description="ziegler: samples over which the coefficient may move 20%")
     rate: float = Field(0.5, gt=0, description="per-step: the largest log-change of the coefficient in one step")

@@ -45,6 +45,16 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def token_kl(logits: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Exact KL(pi || pi_ref) of each position's next-token distribution, summed over the
+    whole vocabulary: `logits` (batch, length, vocab) of the policy, `ref_logprobs` the
+    reference's log-softmax of the same shape -> (batch, length). Its expectation over the
+    policy's samples is the per-token log-ratio's, with far less variance, so as a loss
+    term it pulls toward the reference on every token rather than only on the sampled one."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return (logp.exp() * (logp - ref_logprobs)).sum(-1)
+
+
 def kl_penalized_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
                          mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token reward: -kl_coef * (log pi - log pi_ref) on every token, plus the

@@ -171,21 +171,26 @@ class PPOTrainer:
             self.policy.eval()
             _, old_logprobs, old_values = self._forward(self.policy, rollout.input_ids, rollout.attention_mask,
                                                         rollout.prompt_length, True)
-            _, ref_logprobs, _ = self._forward(self.reference, rollout.input_ids, rollout.attention_mask,
-                                               rollout.prompt_length, False)
+            ref_logits, ref_logprobs, _ = self._forward(self.reference, rollout.input_ids, rollout.attention_mask,
+                                                        rollout.prompt_length, False)
+            # kl.penalty loss: the KL leaves the reward and enters the loss (exact, against these)
+            kl_in_loss = s.kl.penalty == "loss"
+            ref_distribution = torch.log_softmax(ref_logits.float(), -1) if kl_in_loss else None
+            del ref_logits
+            reward_kl_coef = 0.0 if kl_in_loss else self.kl.value
             if s.advantage == "rloo":
                 kl = (old_logprobs - ref_logprobs) * mask
-                advantages, _ = core.rloo_advantages(train_scores, kl, mask, self.kl.value, s.group_size)
+                advantages, _ = core.rloo_advantages(train_scores, kl, mask, reward_kl_coef, s.group_size)
                 returns = None
             else:
-                rewards, kl = core.kl_penalized_rewards(train_scores, old_logprobs, ref_logprobs, mask, self.kl.value)
+                rewards, kl = core.kl_penalized_rewards(train_scores, old_logprobs, ref_logprobs, mask, reward_kl_coef)
                 if s.whiten_rewards:
                     rewards = core.whiten(rewards, mask, shift_mean=False)
                 advantages, returns = core.gae(rewards, old_values, mask, s.gamma, s.lam)
             advantages = core.whiten(advantages, mask)
 
         self.policy.eval()  # no dropout: the PPO ratio must be 1 before the first update
-        losses = {"policy_loss": [], "value_loss": [], "clipfrac": [], "approx_kl": [], "entropy": []}
+        losses = {"policy_loss": [], "value_loss": [], "clipfrac": [], "approx_kl": [], "entropy": [], "kl_loss": []}
         for _ in range(s.ppo_epochs):
             order = list(range(s.batch_size))
             self.rng.shuffle(order)
@@ -201,6 +206,10 @@ class PPOTrainer:
                     loss = loss + s.vf_coef * vf_loss
                 else:
                     vf_loss = torch.zeros(())
+                if kl_in_loss:
+                    kl_loss = core.masked_mean(core.token_kl(logits, ref_distribution[index]), m)
+                    loss = loss + self.kl.value * kl_loss
+                    losses["kl_loss"].append(kl_loss.item())
                 if s.entropy_coef > 0:
                     loss = loss - s.entropy_coef * core.masked_mean(core.entropy(logits), m)
                 self.optimizer.zero_grad()
@@ -229,6 +238,7 @@ class PPOTrainer:
             "value_loss": float(np.mean(losses["value_loss"])),
             "clipfrac": float(np.mean(losses["clipfrac"])),
             "approx_kl": float(np.mean(losses["approx_kl"])),
+            "token_kl": float(np.mean(losses["kl_loss"])) if losses["kl_loss"] else None,
             "response_tokens": float(mask.sum(1).mean()),
             "reward_call_s": reward_seconds,
             "reward_call_share": reward_seconds / total,
