@@ -57,3 +57,14 @@ def test_built_from_the_training_reviews_and_sharing_no_run_of_eight_words_with_
     hard = [r.text for r in hard_reviews.load_hard_reviews()]
     overlap = hard_reviews.corpus_overlap(hard, [text for text, _, _ in examples])
     assert overlap == {"exact": [], "ngram": []}
+
+
+def test_the_written_training_reviews_share_no_text_with_the_hard_set_or_the_held_out_reviews():
+    written = data.load_written_reviews()
+    assert len(written) >= 150 and {w.label for w in written} == {0, 1}
+    assert abs(sum(w.label for w in written) / len(written) - 0.5) < 0.05
+    hard = [r.text for r in hard_reviews.load_hard_reviews()]
+    texts = [w.text for w in written]
+    assert hard_reviews.corpus_overlap(texts, hard, n=5) == {"exact": [], "ngram": []}
+    _, held_out = data.split_reviews(data.load_reviews(), 0.1)
+    assert hard_reviews.corpus_overlap(texts, [r.text for r in held_out]) == {"exact": [], "ngram": []}

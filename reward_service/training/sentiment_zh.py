@@ -29,7 +29,7 @@ import torch
 
 from reward_service import model_store
 from reward_service.training import data
-from reward_service.training.sentiment import LABELS, _accuracy, _encode, _padded, fine_tune
+from reward_service.training.sentiment import LABELS, _accuracy, _encode, fine_tune, positive_probabilities
 
 NAME = "sentiment-minilm-zh"
 MAX_LENGTH = 128  # 82% of the lines fit; a longer one is cut from the left (its verdict at the end kept)
@@ -138,7 +138,7 @@ def build_sentiment_zh_model(
     training_seconds = time.time() - started
 
     accuracy = _accuracy(model, test_enc, test_labels, pad_id)
-    tutorial = _positive_probabilities(model, tokenizer, list(TUTORIAL_EXAMPLES), pad_id)
+    tutorial = positive_probabilities(model, tokenizer, list(TUTORIAL_EXAMPLES), pad_id, MAX_LENGTH)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
     card = {
@@ -195,14 +195,6 @@ def build_sentiment_zh_model(
 def _unknown_share(tokenizer, encoded) -> float:
     ids = [i for row in encoded for i in row["input_ids"]]
     return sum(i == tokenizer.unk_token_id for i in ids) / max(len(ids), 1)
-
-
-@torch.no_grad()
-def _positive_probabilities(model, tokenizer, texts: list[str], pad_id: int) -> list[float]:
-    model.eval()
-    encoded = _encode(tokenizer, texts, MAX_LENGTH)
-    logits = model(**_padded(encoded, list(range(len(texts))), pad_id)).logits
-    return torch.softmax(logits, -1)[:, 1].tolist()
 
 
 def _version(package: str) -> str:
