@@ -43,6 +43,17 @@ def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(iso
     assert sum(positive) / 3 - sum(negative) / 3 > 0.4, scores
 
 
+@pytest.mark.xfail(reason="issue 16 asks for >= 0.85 on the hard reviews and >= 0.84 held out; the measured build "
+                          "(2026-12-02) reached 0.738 (fp32) and 0.826: the recipe is not there yet", strict=False)
+def test_builds_the_real_sentiment_model_and_reads_the_hard_reviews(isolated_home):
+    """The whole build (13.4 minutes measured): the accuracies the reward issue asks for, in the card."""
+    path = model_store.build("sentiment", force=True)
+    card = model_store.read_card(path)
+    assert card["data"]["composed_examples"] == 4000 and card["hard_reviews"]["measured"], card
+    assert card["build_seconds"] <= 15 * 60, card["build_seconds"]
+    assert card["held_out_accuracy"] >= 0.84 and card["hard_reviews"]["accuracy"] >= 0.85, card
+
+
 def test_builds_real_reward_model_on_a_subset_and_prefers_fresh_reviews(isolated_home):
     from reward_service.training.builtin_rm import rotten_tomatoes_pairs
     from reward_service.training.reward_model import split_pairs
