@@ -7,6 +7,8 @@ and values, get the rewards from reward-service, then the advantages, either
 (advantage: rloo) each sample's KL-penalised sequence reward minus the mean of the
 other samples of its prompt, or (advantage: gae) KL-penalised per-token rewards and
 GAE with the value head; whiten them, then several PPO epochs over minibatches.
+With kl.penalty loss the KL leaves the rewards: the scores alone make the advantages, and
+the exact per-token KL to the reference (whole vocabulary) is a term of the loss.
 """
 
 from __future__ import annotations
