@@ -34,15 +34,29 @@ def test_each_structure_gives_the_label_its_verdict_implies():
     assert augmentation._clause("A fine film.") == "A fine film"
 
 
-def test_negation_templates_flip_the_label_of_the_word():
-    rng = random.Random(3)
-    examples = [e for e in augmentation.composed_examples(WARM_REVIEWS + COLD_REVIEWS, 400, rng) if e[2] == "negation"]
-    by_text = {text: label for text, label, _ in examples}
-    assert {label for label in by_text.values()} == {0, 1}
-    for text, label in by_text.items():
-        if text.startswith(("There is nothing ", "Nobody could call it ")):
-            word = text.rstrip(".").split()[-1 if text.startswith("Nobody") else 3]
-            assert label == int(word in augmentation.COLD), text
+def test_every_negation_template_gets_the_label_of_what_it_says():
+    """Each template filled with warm and with cold words, against labels read by hand."""
+    praise_when_w_is_warm = {
+        "{S} is not {w}.": 0, "{S} is never {w}.": 0, "There is nothing {w} about it.": 0,
+        "{S} is anything but {w}.": 0, "{S} is far from {w}.": 0, "Nobody could call it {w}.": 0,
+        "{S} is not remotely {w}.": 0, "Not for one minute is it {w}.": 0, "I would never call it {w}.": 0,
+        "{S} never manages to be {w}.": 0, "{S} is hardly {w}.": 0, "{S} isn't {w} in the least.": 0,
+        # {w} warm, so {c} and {c2} cold: "not dull at all; it is clever" is praise
+        "{S} is not {c} at all; it is {w}.": 1, "Far from {c}, it is {w} from start to finish.": 1,
+        "Not {c}, not {c2}, just {w}.": 1, "You won't find it {c} for a second.": 1,
+    }
+    assert [t for t, _ in augmentation.NEGATIONS] == list(praise_when_w_is_warm)
+    rng = random.Random(0)
+    for template, warm_label in augmentation.NEGATIONS:
+        for warm in (True, False):
+            text, label = augmentation.negation(template, warm_label, warm, rng)
+            expected = praise_when_w_is_warm[template] if warm else 1 - praise_when_w_is_warm[template]
+            assert label == expected, (template, text)
+            words = set(text.rstrip(".").replace(",", " ").replace(";", " ").split())
+            if "{w}" in template:
+                assert words & set(augmentation.WARM if warm else augmentation.COLD), text
+            if "{c}" in template:
+                assert words & set(augmentation.COLD if warm else augmentation.WARM), text
 
 
 def test_built_from_the_training_reviews_and_sharing_no_run_of_eight_words_with_the_hard_set():
@@ -57,14 +71,3 @@ def test_built_from_the_training_reviews_and_sharing_no_run_of_eight_words_with_
     hard = [r.text for r in hard_reviews.load_hard_reviews()]
     overlap = hard_reviews.corpus_overlap(hard, [text for text, _, _ in examples])
     assert overlap == {"exact": [], "ngram": []}
-
-
-def test_the_written_training_reviews_share_no_text_with_the_hard_set_or_the_held_out_reviews():
-    written = data.load_written_reviews()
-    assert len(written) >= 150 and {w.label for w in written} == {0, 1}
-    assert abs(sum(w.label for w in written) / len(written) - 0.5) < 0.05
-    hard = [r.text for r in hard_reviews.load_hard_reviews()]
-    texts = [w.text for w in written]
-    assert hard_reviews.corpus_overlap(texts, hard, n=5) == {"exact": [], "ngram": []}
-    _, held_out = data.split_reviews(data.load_reviews(), 0.1)
-    assert hard_reviews.corpus_overlap(texts, [r.text for r in held_out]) == {"exact": [], "ngram": []}

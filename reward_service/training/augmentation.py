@@ -10,14 +10,14 @@ held-out one) joined by a few structures, each with the label the structure impl
 - `concession`: "Although A, B" and "B, even if A": the main clause is the label;
 - `agreement`: two reviews of the same verdict joined by "and": the same label, so the model
   does not learn that any second clause flips the first;
-- `frame`: a mock-enthusiastic frame before a negative review ("Oh, wonderful."), a grumbling
-  one before a positive review ("I came in ready to hate it."): the review is the label;
+- `frame`: a mock-enthusiastic frame before a negative review ("Well, bravo."), a grumbling
+  one before a positive review ("Curse this movie:"): the review is the label;
 - `negation`: short sentences that negate a warm or a cold word ("There is nothing dull
   about it", "It is anything but clever").
 
-The phrase lists are written for this module; none is taken from the hard held-out set
-(`tests/data/hard_reviews.jsonl`), and a test checks that no eight-word run of a built example
-appears there.
+The phrase lists are written for this module, to name structures rather than to echo any
+review of the hard held-out set (`tests/data/hard_reviews.jsonl`); a test checks that no
+eight-word run of a built example appears there.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ CONCESSIONS_AFTER = (", even though ", ", although ", ", even if ", ", though ad
 AGREEMENTS = (", and ", "; what's more, ", ". Also, ", ", and on top of that ", "; ")
 
 MOCK_PRAISE = (
-    "Oh, wonderful.", "Well, bravo.", "What a treat.", "Brilliant, just brilliant:", "Hooray for cinema.",
+    "Well, bravo.", "What a treat.", "Brilliant, just brilliant:", "Hooray for cinema.",
     "A real gift to audiences, this one:", "Five stars for effort, I suppose.", "Sure, a masterpiece.",
     "Lucky us.", "Truly an experience:", "How thrilling.", "Stop the presses:", "Another triumph, apparently:",
     "Oh joy.", "What fun:", "Thrilling stuff, in theory.", "Genius, supposedly.", "A must-see, they said.",
 )
 GRUMBLES = (
-    "I came in ready to hate it.", "I hate to admit it:", "Annoyingly,", "Be warned:", "Bad news for my plans:",
+    "I hate to admit it:", "Annoyingly,", "Be warned:", "Bad news for my plans:",
     "Curse this movie:", "Grudgingly, I'll admit it:", "Ugh, fine:", "I wanted to be cynical about this one.",
     "Against my better judgment,", "My friends will never let me live this down:", "I resisted for a while.",
     "Darn it.", "I expected to sneer.", "The cynic in me lost:", "So much for my low expectations:",
@@ -95,7 +95,7 @@ def _common_words(texts: list[str]) -> set[str]:
 def _lower_first(clause: str, common: set[str]) -> str:
     """Lower-case the first letter when the clause continues a sentence and its first word is
     a common word (not "I", not a name)."""
-    first = clause.split(" ", 1)[0]
+    first = clause.split(" ", 1)[0].rstrip(",;:")
     if first[:1].isupper() and first.lower() in common and not first.startswith("I'") and first != "I":
         return clause[0].lower() + clause[1:]
     return clause
@@ -132,13 +132,18 @@ def composed_examples(reviews: list[Review], count: int, rng: random.Random) -> 
             text = _sentence(verdict + rng.choice(AGREEMENTS) + lower(rng.choice(pools[label])))
         elif structure == "frame":
             frame = rng.choice(GRUMBLES if label else MOCK_PRAISE)
-            text = frame + " " + _sentence(verdict if frame.endswith((".", ":")) else lower(verdict))
+            # after "." or ":" the review starts a sentence; after "," it goes on with the frame's
+            text = frame + " " + (_sentence(verdict) if frame.endswith((".", ":")) else lower(verdict) + ".")
         else:
-            template, warm_label = rng.choice(NEGATIONS)
-            warm = rng.random() < 0.5
-            words = (WARM, COLD) if warm else (COLD, WARM)
-            w, c, c2 = rng.choice(words[0]), *rng.sample(words[1], 2)
-            text = template.format(S=rng.choice(SUBJECTS), w=w, c=c, c2=c2)
-            label = warm_label if warm else 1 - warm_label
+            text, label = negation(*rng.choice(NEGATIONS), warm=rng.random() < 0.5, rng=rng)
         examples.append((text, label, structure))
     return examples
+
+
+def negation(template: str, warm_label: int, warm: bool, rng: random.Random) -> tuple[str, int]:
+    """`template` of NEGATIONS filled in: with `warm`, {w} is a WARM word and {c}, {c2} COLD ones
+    (label `warm_label`), otherwise the other way round (the other label)."""
+    words = (WARM, COLD) if warm else (COLD, WARM)
+    w, c, c2 = rng.choice(words[0]), *rng.sample(words[1], 2)
+    text = template.format(S=rng.choice(SUBJECTS), w=w, c=c, c2=c2)
+    return text, warm_label if warm else 1 - warm_label

