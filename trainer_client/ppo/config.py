@@ -30,7 +30,9 @@ class KLSettings(Strict):
     penalty: Literal["reward", "loss"] = Field(
         "reward", description="reward: -coef * (log pi - log pi_ref) of each sampled token in the reward (Ziegler "
         "et al.; the advantages carry it); loss: the scores alone make the advantages and coef * the exact "
-        "per-token KL to the reference (whole vocabulary, mean over response tokens) is added to the loss")
+        "per-token KL to the reference (whole vocabulary, mean over response tokens) is added to the loss. "
+        "The same coef weighs a per-token mean there and a per-sequence sum in reward, and the advantages "
+        "are whitened: the values do not carry over between the two; `target` is nats per sequence in both")
     target: float = Field(6.0, gt=0, description="adaptive: the KL (nats per sequence) to track")
     horizon: int = Field(10000, gt=0, description="ziegler: samples over which the coefficient may move 20%")
     rate: float = Field(0.5, gt=0, description="per-step: the largest log-change of the coefficient in one step")
