@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 
 from reward_service.training.data import Review
 
@@ -85,10 +86,7 @@ def _clause(text: str) -> str | None:
 def _common_words(texts: list[str]) -> set[str]:
     """Words the corpus writes in lower case (at least twice): a capital on one of them at a
     review's start is the sentence's, not a name's."""
-    counts: dict[str, int] = {}
-    for text in texts:
-        for word in re.findall(r"\b[a-z][a-z'-]*\b", text):
-            counts[word] = counts.get(word, 0) + 1
+    counts = Counter(word for text in texts for word in re.findall(r"\b[a-z][a-z'-]*\b", text))
     return {word for word, n in counts.items() if n >= 2}
 
 

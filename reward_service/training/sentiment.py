@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -178,7 +179,7 @@ def build_sentiment_model(
     if limit:
         train = rng.sample(train, min(limit, len(train)))
     extra = augmentation.composed_examples(train, composed, rng) if composed else []
-    structures = {name: sum(1 for *_, s in extra if s == name) for name in sorted({s for *_, s in extra})}
+    structures = dict(sorted(Counter(structure for *_, structure in extra).items()))
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
