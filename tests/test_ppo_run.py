@@ -102,3 +102,36 @@ def test_kl_in_the_loss_keeps_the_scores_alone_in_the_advantages_and_holds_the_k
     assert all(h["token_kl"] is not None and h["token_kl"] >= 0 for h in free + held)
     late = slice(-5, None)
     assert np.mean([h["kl"] for h in held[late]]) < np.mean([h["kl"] for h in free[late]])
+
+
+def test_frozen_tied_embeddings_stop_the_backward_pass_at_the_lowest_trainable_block():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainer_client.ppo.trainer import freeze_lower_layers
+
+    def tied_model():
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+                                            num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+
+    def grad_flows_into(lm, block: int) -> bool:
+        seen = []
+        handle = lm.model.layers[block].register_forward_hook(lambda module, args, out: seen.append(
+            (out[0] if isinstance(out, tuple) else out).requires_grad))
+        lm(input_ids=torch.tensor([[3, 4, 5]]))
+        handle.remove()
+        return seen[0]
+
+    trained = tied_model()
+    freeze_lower_layers(trained, 1)  # the behaviour before: the tied head (= the input embeddings) trains
+    assert trained.model.embed_tokens.weight is trained.lm_head.weight and trained.lm_head.weight.requires_grad
+    assert grad_flows_into(trained, 0)  # the backward pass runs through every block
+    frozen = tied_model()
+    freeze_lower_layers(frozen, 1, train_embeddings=False)
+    assert not frozen.lm_head.weight.requires_grad and not frozen.model.embed_tokens.weight.requires_grad
+    assert not grad_flows_into(frozen, 1) and grad_flows_into(frozen, 2)
+    assert frozen.model.norm.weight.requires_grad
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad} == \
+        {n for n, _ in frozen.model.layers[2].named_parameters(prefix="model.layers.2")} | {"model.norm.weight"}
+    assert config.load(None, {"train_embeddings": False}).train_embeddings is False and PPOSettings().train_embeddings

@@ -54,6 +54,9 @@ class PPOSettings(Strict):
     ppo_epochs: int = Field(4, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     trainable_layers: int = Field(8, ge=0, description="train only the top N transformer blocks (0 = all)")
+    train_embeddings: bool = Field(True, description="with trainable_layers > 0, train the LM head too; tied to the "
+                                   "input embeddings (SmolLM2) it moves every token's input, and the backward pass "
+                                   "runs through every block. false: it stays frozen, the step is faster")
     max_grad_norm: float = Field(1.0, gt=0)
     gamma: float = Field(1.0, ge=0, le=1)
     lam: float = Field(0.95, ge=0, le=1)

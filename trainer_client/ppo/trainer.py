@@ -48,8 +48,12 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def freeze_lower_layers(lm: nn.Module, trainable: int) -> None:
-    """Train only the top `trainable` blocks, the final norm and the LM head (0 = everything)."""
+def freeze_lower_layers(lm: nn.Module, trainable: int, train_embeddings: bool = True) -> None:
+    """Train only the top `trainable` blocks, the final norm and (train_embeddings) the LM head
+    (0 = everything). Where the LM head is tied to the input embeddings (SmolLM2), training it
+    trains the input embeddings too, and the backward pass then runs through every block;
+    with train_embeddings false it stays frozen and the backward pass stops at the lowest
+    trainable block."""
     if trainable <= 0:
         return
     blocks = None
@@ -69,7 +73,8 @@ def freeze_lower_layers(lm: nn.Module, trainable: int) -> None:
     for block in list(blocks)[-trainable:]:
         for parameter in block.parameters():
             parameter.requires_grad = True
-    for module in (getattr(getattr(lm, "model", lm), "norm", None), lm.get_output_embeddings()):
+    heads = [lm.get_output_embeddings()] if train_embeddings else []
+    for module in [getattr(getattr(lm, "model", lm), "norm", None), *heads]:
         if module is not None:
             for parameter in module.parameters():
                 parameter.requires_grad = True
@@ -100,7 +105,7 @@ class PPOTrainer:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         lm = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
         self.reference = copy.deepcopy(lm).eval().requires_grad_(False)
-        freeze_lower_layers(lm, settings.trainable_layers)
+        freeze_lower_layers(lm, settings.trainable_layers, settings.train_embeddings)
         self.policy = PolicyWithValue(lm)
         trainable = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, eps=1e-6)
