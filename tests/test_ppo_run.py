@@ -1,6 +1,7 @@
 """PPO on a tiny random policy against a real service process, over real HTTP: reward rises."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_ppo_raises_the_reward_of_a_tiny_policy(tmp_path, lexicon_service):
     settings = PPOSettings(
         service_url=lexicon_service, policy=str(policy), steps=40, batch_size=16, minibatch_size=8, ppo_epochs=4,
         learning_rate=3e-3, trainable_layers=0, vf_coef=0.5, output_dir=str(tmp_path / "run"), sample_every=100,
-        advantage="gae", group_size=1, kl={"coef": 0.01, "adaptive": False},
+        advantage="gae", group_size=1, kl={"coef": 0.01, "adaptive": False, "penalty": "reward"},
         generation={"max_new_tokens": 6, "min_new_tokens": 1, "temperature": 1.0},
     )
     with RewardClient(lexicon_service) as client:
@@ -42,7 +43,9 @@ def test_rloo_with_group_baselines_raises_the_reward_and_logs_repetition(tmp_pat
         service_url=lexicon_service, policy=str(policy), steps=30, batch_size=16, minibatch_size=8, ppo_epochs=4,
         learning_rate=3e-3, trainable_layers=0, output_dir=str(tmp_path / "run"), sample_every=100,
         save_policy=False, whiten_scores=True, entropy_coef=0.01,
-        advantage="rloo", group_size=4, kl={"coef": 0.01, "target": 4.0, "controller": "per-step"},
+        advantage="rloo", group_size=4,
+        kl={"coef": 0.01, "target": 4.0, "controller": "per-step", "adaptive": True, "penalty": "reward",
+            "min_coef": 0.0},  # no floor: the coefficient moves on every step
         generation={"max_new_tokens": 6, "min_new_tokens": 1, "temperature": 1.0},
     )
     with RewardClient(lexicon_service) as client:
@@ -64,21 +67,30 @@ def test_rloo_with_group_baselines_raises_the_reward_and_logs_repetition(tmp_pat
     assert len({round(e["kl_coef"], 9) for e in log}) > 10
 
 
-def test_defaults_and_the_new_options_by_config(tmp_path):
-    # defaults: the behaviour before issue 16 (the new options measured worse on the main job; README)
+def test_defaults_and_the_classic_settings_by_config(tmp_path):
+    # defaults since issue 16: 16 prompts x 4 samples, leave-one-out baselines, one pass, a fixed
+    # KL coefficient on the exact per-token KL in the loss, the tied embeddings frozen (README)
     defaults = PPOSettings()
-    assert (defaults.advantage, defaults.group_size, defaults.kl.controller) == ("gae", 1, "ziegler")
-    controller = kl_controller(defaults)
+    assert (defaults.advantage, defaults.batch_size, defaults.group_size, defaults.minibatch_size,
+            defaults.ppo_epochs, defaults.train_embeddings) == ("rloo", 64, 4, 16, 1, False)
+    assert (defaults.kl.penalty, defaults.kl.adaptive, defaults.kl.coef) == ("loss", False, 0.1)
+    assert isinstance(kl_controller(defaults), core.FixedKL) and kl_controller(defaults).value == 0.1
+    # the settings before issue 16, shipped beside the module and kept by config
+    classic = config.load(Path(config.__file__).parent / "classic.yaml")
+    assert (classic.advantage, classic.batch_size, classic.group_size, classic.minibatch_size, classic.ppo_epochs,
+            classic.train_embeddings, classic.learning_rate, classic.trainable_layers) == ("gae", 16, 1, 8, 4, True,
+                                                                                         1e-4, 8)
+    assert (classic.kl.penalty, classic.kl.coef) == ("reward", 0.05)
+    controller = kl_controller(classic)
     assert isinstance(controller, core.AdaptiveKL) and controller.horizon == 10000 and controller.target == 6
-    assert isinstance(kl_controller(PPOSettings(kl={"adaptive": False})), core.FixedKL)
     grouped = tmp_path / "rloo.yaml"
-    grouped.write_text("advantage: rloo\ngroup_size: 4\nkl: {controller: per-step, target: 4}\n")
+    grouped.write_text("advantage: rloo\ngroup_size: 4\nkl: {adaptive: true, controller: per-step, target: 4}\n")
     settings = config.load(grouped)
     assert isinstance(kl_controller(settings), core.PerStepKL) and kl_controller(settings).target == 4
     with pytest.raises(config.ConfigError, match="not a multiple of group_size 4"):
         config.load(grouped, {"batch_size": 6})
     with pytest.raises(config.ConfigError, match="rloo needs group_size >= 2"):
-        config.load(None, {"advantage": "rloo"})
+        config.load(None, {"advantage": "rloo", "group_size": 1})
 
 
 def test_kl_in_the_loss_keeps_the_scores_alone_in_the_advantages_and_holds_the_kl(tmp_path, lexicon_service):
@@ -134,4 +146,4 @@ def test_frozen_tied_embeddings_stop_the_backward_pass_at_the_lowest_trainable_b
     assert frozen.model.norm.weight.requires_grad
     assert {n for n, p in frozen.named_parameters() if p.requires_grad} == \
         {n for n, _ in frozen.model.layers[2].named_parameters(prefix="model.layers.2")} | {"model.norm.weight"}
-    assert config.load(None, {"train_embeddings": False}).train_embeddings is False and PPOSettings().train_embeddings
+    assert config.load(None, {"train_embeddings": True}).train_embeddings and not PPOSettings().train_embeddings

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", help="rotten-tomatoes or a file with one prompt per line")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--advantage", choices=["rloo", "gae"], help="gae (critic, default) or rloo (group baseline)")
+    parser.add_argument("--advantage", choices=["rloo", "gae"], help="rloo (group baseline, default) or gae (critic)")
     parser.add_argument("--group-size", type=int, help="samples per prompt in a step")
     parser.add_argument("--output-dir")
     parser.add_argument("--seed", type=int)

@@ -1,4 +1,7 @@
-"""`ppo-train` settings: a YAML file, every key optional."""
+"""`ppo-train` settings: a YAML file, every key optional.
+
+The defaults are the main job's since issue 16 (README, "PPO: the main job"); `classic.yaml`
+beside this module holds the ones before it."""
 
 from __future__ import annotations
 
@@ -22,13 +25,13 @@ class GenerationSettings(Strict):
 
 
 class KLSettings(Strict):
-    coef: float = Field(0.05, ge=0, description="initial KL penalty coefficient")
-    adaptive: bool = Field(True, description="move the coefficient so the KL tracks `target` (false: fixed `coef`)")
+    coef: float = Field(0.1, ge=0, description="KL penalty coefficient (the initial one when adaptive)")
+    adaptive: bool = Field(False, description="move the coefficient so the KL tracks `target` (false: fixed `coef`)")
     controller: Literal["per-step", "ziegler"] = Field(
         "ziegler", description="per-step: the coefficient moves by up to a factor exp(rate) every step, whatever "
         "the batch size; ziegler: Ziegler et al. 2019, at most 20% per `horizon` samples (slow at small batches)")
     penalty: Literal["reward", "loss"] = Field(
-        "reward", description="reward: -coef * (log pi - log pi_ref) of each sampled token in the reward (Ziegler "
+        "loss", description="reward: -coef * (log pi - log pi_ref) of each sampled token in the reward (Ziegler "
         "et al.; the advantages carry it); loss: the scores alone make the advantages and coef * the exact "
         "per-token KL to the reference (whole vocabulary, mean over response tokens) is added to the loss. "
         "The same coef weighs a per-token mean there and a per-sequence sum in reward, and the advantages "
@@ -49,12 +52,12 @@ class PPOSettings(Strict):
     prompts: str = Field("rotten-tomatoes", description="rotten-tomatoes, or a text file with one prompt per line")
     prompt_words: int = Field(4, ge=1, description="rotten-tomatoes: opening words of a review")
     steps: int = Field(60, ge=1)
-    batch_size: int = Field(16, ge=2, description="rollouts per step = items per reward call")
-    minibatch_size: int = Field(8, ge=1)
-    ppo_epochs: int = Field(4, ge=1)
+    batch_size: int = Field(64, ge=2, description="rollouts per step = items per reward call")
+    minibatch_size: int = Field(16, ge=1)
+    ppo_epochs: int = Field(1, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     trainable_layers: int = Field(8, ge=0, description="train only the top N transformer blocks (0 = all)")
-    train_embeddings: bool = Field(True, description="with trainable_layers > 0, train the LM head too; tied to the "
+    train_embeddings: bool = Field(False, description="with trainable_layers > 0, train the LM head too; tied to the "
                                    "input embeddings (SmolLM2) it moves every token's input, and the backward pass "
                                    "runs through every block. false: it stays frozen, the step is faster")
     max_grad_norm: float = Field(1.0, gt=0)
@@ -64,10 +67,10 @@ class PPOSettings(Strict):
     cliprange_value: float = Field(0.2, gt=0)
     vf_coef: float = Field(0.1, ge=0, description="gae: weight of the value loss")
     advantage: Literal["rloo", "gae"] = Field(
-        "gae", description="rloo: each sample's sequence reward (score - kl.coef * its KL) minus the mean of the "
+        "rloo", description="rloo: each sample's sequence reward (score - kl.coef * its KL) minus the mean of the "
         "other samples of its prompt (leave-one-out, Ahmadian et al. 2024), on every token; no critic. "
         "gae: per-token KL penalty and a learned value head")
-    group_size: int = Field(1, ge=1, description="samples per prompt in a step (batch_size / group_size prompts); "
+    group_size: int = Field(4, ge=1, description="samples per prompt in a step (batch_size / group_size prompts); "
                             "rloo needs at least 2")
     whiten_scores: bool = Field(False, description="normalise scores by the running mean and std of every score "
                                 "seen so far, before the KL penalty (keeps kl.coef's meaning across reward scales)")
