@@ -23,7 +23,7 @@ backends:
 
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.timeout(3 * 3600)  # a 60-step run: ~30 min alone on 2 cores, more on a shared machine
-def test_main_job_learns_positive_reviews_within_the_kl_budget(tmp_path, capsys, seed):
+def test_main_job_learns_positive_reviews_within_the_kl_budget(tmp_path, seed):
     model_store.build("sentiment")  # the cached one when it is there (serve would build it past the wait)
     config = tmp_path / "reward.yaml"
     config.write_text(SENTIMENT_ONLY)
