@@ -38,6 +38,4 @@ def test_main_job_learns_positive_reviews_within_the_kl_budget(tmp_path, seed):
     assert summary["steps"] == 60 and summary["reward_model"].startswith("sentiment-minilm-rt@")
     assert summary["kl_last"] <= 6.0, summary  # the KL budget, nats per sequence
     assert summary["repeated_bigrams_last_10"] <= 0.02, summary  # fluent: no "great great great"
-    assert summary["reward_gain"] >= 0.15, summary  # what the two measured seeds clear (README)
-    if summary["reward_gain"] < 0.25:
-        pytest.xfail(f"the issue's +0.25 not reached: gain {summary['reward_gain']:+.3f} (README)")
+    assert summary["reward_gain"] >= 0.25, summary  # the target; measured +0.261 and +0.299 (README)
