@@ -158,13 +158,15 @@ def build_sentiment_model(
     base_model: Path | None = None,
     progress: bool = True,
     composed: int = COMPOSED_EXAMPLES,
+    extended_composition: bool = False,
 ) -> dict:
     """Fine-tune, evaluate on the held-out split, save weights + tokenizer + model card.
 
     `limit` caps the training examples (for quick tests); the held-out set is
     always the full fixed split so accuracies stay comparable. `composed`: how many
     examples `augmentation.composed_examples` adds, built from the training reviews
-    (0: the reviews alone, the recipe before).
+    (0: the reviews alone, the recipe before); `extended_composition`: also the sarcasm,
+    understatement, weighed and opening structures (an experiment, not the shipped recipe).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -178,7 +180,7 @@ def build_sentiment_model(
     train, test = data.split_reviews(reviews, HELD_OUT_FRACTION)
     if limit:
         train = rng.sample(train, min(limit, len(train)))
-    extra = augmentation.composed_examples(train, composed, rng) if composed else []
+    extra = augmentation.composed_examples(train, composed, rng, extended_composition) if composed else []
     structures = dict(sorted(Counter(structure for *_, structure in extra).items()))
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -214,6 +216,7 @@ def build_sentiment_model(
             "held_out_examples": len(test),
             "composed_examples": len(extra),
             "composed_structures": structures,
+            "extended_composition": extended_composition,
             "composed_from": "training reviews only, by reward_service/training/augmentation.py",
         },
         "split": {
