@@ -95,3 +95,12 @@ def test_evaluation_of_the_lexicon(reviews):
 def test_a_missing_model_is_not_built(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model"):
         hard_reviews.evaluate_hard_set(tmp_path / "nothing")
+
+
+def test_the_dev_set_is_balanced_and_apart_from_the_held_out_set(reviews):
+    """bench/data/hard_reviews_dev.jsonl, written without reading the held-out set, is what
+    recipe changes are tried on; it shares no review and no run of 8 words with the held-out set."""
+    dev = hard_reviews.load_hard_reviews(hard_reviews.HARD_REVIEWS_PATH.parents[2] / "bench" / "data"
+                                         / "hard_reviews_dev.jsonl")
+    assert Counter((r.kind, r.label) for r in dev) == {(k, label): 10 for k in hard_reviews.KINDS for label in (0, 1)}
+    assert hard_reviews.corpus_overlap([r.text for r in dev], [r.text for r in reviews]) == {"exact": [], "ngram": []}
