@@ -100,7 +100,6 @@ def test_a_missing_model_is_not_built(tmp_path):
 def test_the_dev_set_is_balanced_and_apart_from_the_held_out_set(reviews):
     """bench/data/hard_reviews_dev.jsonl, written without reading the held-out set, is what
     recipe changes are tried on; it shares no review and no run of 8 words with the held-out set."""
-    dev = hard_reviews.load_hard_reviews(hard_reviews.HARD_REVIEWS_PATH.parents[2] / "bench" / "data"
-                                         / "hard_reviews_dev.jsonl")
+    dev = hard_reviews.load_hard_reviews(hard_reviews.DEV_REVIEWS_PATH)
     assert Counter((r.kind, r.label) for r in dev) == {(k, label): 10 for k in hard_reviews.KINDS for label in (0, 1)}
     assert hard_reviews.corpus_overlap([r.text for r in dev], [r.text for r in reviews]) == {"exact": [], "ngram": []}

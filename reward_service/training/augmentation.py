@@ -20,7 +20,13 @@ held-out one) joined by a few structures, each with the label the structure impl
   well ("Thanks a lot: now every other thriller looks lazy."), labelled by what it means;
 - `understatement`: mild words for a strong verdict, praise held back ("Not too shabby.
   I'd happily sit through it again.") and faint praise that is a dismissal ("It is, strictly
-  speaking, a movie."), some joined to a training review of the same verdict.
+  speaking, a movie."), some joined to a training review of the same verdict;
+- `weighed`: merits and flaws of a film's parts, then a closing verdict that sets the label;
+- `opening`: a first impression of one verdict ("It opens clumsy."), a turn, then a training
+  review of the other.
+
+The first five are the shipped recipe; `composed_examples(..., extended=True)` adds the last
+four and MORE_NEGATIONS, an experiment the builtin model does not train on by default.
 
 The phrase lists are written for this module, to name structures rather than to echo any
 review of the hard held-out set (`tests/data/hard_reviews.jsonl`); a test checks that no
@@ -94,13 +100,13 @@ IRONIC_CHEER = (
 )
 DREARY_FACTS = (
     "I counted the ceiling tiles twice.", "the end credits were the most exciting part.",
-    "{n} minutes that felt like {m} hours.", "another {genre} where {cliche}.",
+    "{minutes} minutes that felt like {m} hours.", "another {genre} where {cliche}.",
     "I checked my watch {k} times before the first act ended.", "the trailer already showed every good moment.",
     "my popcorn had more personality than the lead.", "the cast looks as keen to leave as the audience.",
     "the twist arrives an hour after everyone has guessed it.", "I now know the exit sign by heart.",
     "I have had livelier afternoons at the dentist.", "it finally cured my insomnia.",
     "the plot holes have plot holes of their own.", "the dialogue sounds like it was written on a napkin.",
-    "a {genre} with all the urgency of a tax form.", "{n} minutes of my life I will not see again.",
+    "a {genre} with all the urgency of a tax form.", "{minutes} minutes of my life I will not see again.",
     "the only surprise is how long it goes on.", "even the explosions seem to be yawning.",
 )
 RECOMMENDS = (
@@ -272,7 +278,7 @@ def negation(template: str, warm_label: int, warm: bool, rng: random.Random) -> 
 
 def _fill(template: str, rng: random.Random) -> str:
     return template.format(S=rng.choice(SUBJECTS), genre=rng.choice(GENRES), cliche=rng.choice(CLICHES),
-                           n=rng.choice((95, 110, 124, 138, 150)), m=rng.choice(("three", "four", "five")),
+                           minutes=rng.choice((95, 110, 124, 138, 150)), m=rng.choice(("three", "four", "five")),
                            k=rng.choice(("four", "six", "eleven")))
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HARD_REVIEWS_PATH = Path(__file__).resolve().parents[2] / "tests" / "data" / "hard_reviews.jsonl"
+# written apart from the held-out set, to try recipe changes on without tuning to it
+DEV_REVIEWS_PATH = Path(__file__).resolve().parents[2] / "bench" / "data" / "hard_reviews_dev.jsonl"
 KINDS = ("negation", "contrast", "sarcasm", "understatement", "mixed_opening", "mixed_verdict")
 THRESHOLD = 0.5
 OVERLAP_NGRAM = 8
