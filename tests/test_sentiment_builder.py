@@ -1,10 +1,11 @@
-"""The builder of `sentiment-minilm-rt`, end to end on a tiny model: what goes in, what the card says."""
+"""The sentiment builders (MiniLM and SmolLM2 recipes), end to end on tiny models: what goes in, what the card says."""
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from reward_service import model_store
 from reward_service.training import sentiment
@@ -34,3 +35,55 @@ def test_without_extra_examples_it_is_the_reviews_alone(tmp_path, tiny_model):
                                            progress=False)
     assert card["data"]["composed_examples"] == 0 and card["data"]["composed_structures"] == {}
     assert card["training"]["steps"] == 1
+
+
+def test_the_decoder_recipe_trains_only_the_top_in_bf16_and_serves_as_transformers_reads_it(tmp_path, smollm2_dir):
+    """`sentiment-smollm2-rt`'s builder on a tiny 2-layer Llama with SmolLM2's tokenizer: the
+    bottom block and the embeddings stay as they were, the top block and the head move, the card
+    says so, and the `sentiment` backend (ONNX) gives transformers' own P(positive) for the plain text."""
+    import asyncio
+
+    from reward_service.backends.sentiment import SentimentBackend
+    from reward_service.config import SentimentBackendSettings
+    from reward_service.items import Item
+    from tests.tiny_models import make_tiny_llama_lm
+
+    base = make_tiny_llama_lm(tmp_path / "base", smollm2_dir)
+    out = tmp_path / "smol"
+    card = sentiment.build_sentiment_smollm2_model(out, limit=48, base_model=base, composed=16, trainable_layers=1,
+                                                   progress=False)
+    assert card["name"] == "sentiment-smollm2-rt" and card["base_model"] == sentiment.SMOLLM2_BASE
+    assert card["training"]["trainable_layers"] == 1 and card["training"]["precision"].startswith("bf16")
+    assert card["data"]["extended_composition"] is True and card["data"]["composed_examples"] == 16
+    before, after = load_file(base / "model.safetensors"), load_file(out / "model.safetensors")
+    for frozen in ("model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight"):
+        assert torch.equal(before[frozen], after[frozen]), frozen
+    assert not torch.equal(before["model.layers.1.mlp.up_proj.weight"], after["model.layers.1.mlp.up_proj.weight"])
+    assert "score.weight" in after
+
+    texts = ["Not the disaster I feared.", "A stellar cast stranded in a script with nothing to say, sadly."]
+    reference = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.softmax(reference(**batch).logits, -1)[:, 1].tolist()
+
+    async def served():
+        backend = SentimentBackend("sentiment", SentimentBackendSettings(type="sentiment", model=str(out),
+                                                                         runtime="onnx", precision="fp32"))
+        await backend.load()
+        try:
+            return (await backend.score([Item("", t) for t in texts])).scores
+        finally:
+            await backend.close()
+
+    assert asyncio.run(served()) == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_store_builds_the_smollm2_recipe_as_sentiment_and_keeps_minilm_by_its_own_key():
+    default = model_store.builtin_by_key("sentiment")
+    assert default.name == "sentiment-smollm2-rt"
+    assert default.build_function() is sentiment.build_sentiment_smollm2_model
+    minilm = model_store.builtin_by_key("sentiment-minilm")
+    assert minilm.name == "sentiment-minilm-rt" and minilm.build_function() is sentiment.build_sentiment_model
+    assert model_store.builtin_by_key("sentiment-minilm-rt") is minilm  # its name works as a key too

@@ -1,4 +1,4 @@
-"""Slow: build the real builtin sentiment model on a subset and check it separates reviews.
+"""Slow: build the real builtin models (on subsets, and the default sentiment model whole) and check them.
 
 Run with: scripts/test.sh -m slow
 """
@@ -22,15 +22,16 @@ NEGATIVE = ["A boring, incoherent mess and a waste of two hours.",
             "Dull, tedious and instantly forgettable."]
 
 
-def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(isolated_home):
-    path = model_store.build("sentiment", force=True, limit=3000)
+@pytest.mark.parametrize("key, name", [("sentiment", "sentiment-smollm2-rt"), ("sentiment-minilm", "sentiment-minilm-rt")])
+def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(isolated_home, key, name):
+    path = model_store.build(key, force=True, limit=3000, composed=1000)
     card = model_store.read_card(path)
-    assert card["data"]["train_examples"] == 3000
+    assert card["name"] == name and card["data"]["train_examples"] == 3000
     assert card["held_out_accuracy"] > 0.65
     assert len(card["data"]["sha256"]) == 64
 
     async def score():
-        backend = SentimentBackend("sentiment", SentimentBackendSettings(type="sentiment", model="sentiment-minilm-rt"))
+        backend = SentimentBackend("sentiment", SentimentBackendSettings(type="sentiment", model=name))
         await backend.load()
         try:
             return (await backend.score([Item("", t) for t in POSITIVE + NEGATIVE])).scores

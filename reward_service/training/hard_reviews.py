@@ -142,7 +142,7 @@ def evaluate_backend(name: str, settings, path: Path | None = None) -> dict:
 
 
 def evaluate_hard_set(model_dir: str | Path | None = None, path: Path | None = None, **overrides) -> dict:
-    """Accuracy of a `sentiment` model (a folder, or by default the builtin `sentiment-minilm-rt`)
+    """Accuracy of a `sentiment` model (a folder, or by default the default config's `sentiment` model)
     on the hard set, overall (`accuracy`) and per kind (`per_kind[kind]["accuracy"]`). It is
     served with the default config's `sentiment` settings; `overrides` change some (e.g.
     runtime="torch"). The model must exist: nothing is built here."""

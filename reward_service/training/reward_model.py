@@ -56,7 +56,7 @@ class PairCollator:
         return {k: torch.from_numpy(v) for k, v in pad_batch(rows, self.pad_token_id).items()}
 
 
-def _train_only_the_top(model, layers: int) -> None:
+def train_only_the_top(model, layers: int) -> None:
     """Freeze everything but the last `layers` blocks of the model's layer stack (its longest
     ModuleList), the layers after it (final norm) and the head; embeddings stay frozen."""
     stack = max((m for m in model.modules() if isinstance(m, torch.nn.ModuleList)), key=len)
@@ -185,7 +185,7 @@ def train_reward_model(
     model.config.pad_token_id = tokenizer.pad_token_id
     mode = resolve_mode(tokenizer)  # as `learned-rm` serves it (formatting: auto): a chat template, or a text pair
     if trainable_layers is not None:
-        _train_only_the_top(model, trainable_layers)
+        train_only_the_top(model, trainable_layers)
 
     def tokenised(split: list[PreferencePair]) -> Dataset:
         prompts = [p.prompt for p in split]
