@@ -46,19 +46,22 @@ def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(iso
 
 @pytest.fixture(scope="module")
 def whole_sentiment_build(isolated_home):
-    """The whole builtin sentiment build once (8.3 minutes measured on 2 cores), in the tests' cache."""
+    """The whole default sentiment build (`sentiment-smollm2-rt`) once, in the tests' cache: 450 s
+    measured on 2 cores (Intel Xeon with AMX, 2026-12-02)."""
     return model_store.read_card(model_store.build("sentiment", force=True))
 
 
 def test_the_whole_sentiment_build_fits_in_15_minutes_and_records_the_hard_set(whole_sentiment_build):
     card = whole_sentiment_build
-    assert card["data"]["composed_examples"] == 4000 and card["hard_reviews"]["measured"], card
+    assert card["name"] == "sentiment-smollm2-rt" and card["hard_reviews"]["measured"], card
+    assert card["data"]["composed_examples"] == 7000 and card["data"]["extended_composition"], card
+    assert card["held_out_accuracy"] >= 0.84, card  # the reward issue's floor; measured 0.8496
     assert card["hard_reviews"]["lexicon_accuracy"] == 0.4524
     assert card["build_seconds"] <= 15 * 60, card["build_seconds"]
 
 
 @pytest.mark.xfail(reason="issue 16 asks for >= 0.85 on the hard reviews and >= 0.84 held out; the measured build "
-                          "(2026-12-02) reached 0.655 and 0.8375: the recipe is not there yet", strict=False)
+                          "(2026-12-02) reached 0.75 and 0.8496: the hard set is not there yet", strict=False)
 def test_the_whole_sentiment_build_reaches_the_accuracies_the_reward_issue_asks_for(whole_sentiment_build):
     card = whole_sentiment_build
     assert card["held_out_accuracy"] >= 0.84 and card["hard_reviews"]["accuracy"] >= 0.85, card
