@@ -37,10 +37,13 @@ def test_without_extra_examples_it_is_the_reviews_alone(tmp_path, tiny_model):
     assert card["training"]["steps"] == 1
 
 
-def test_the_decoder_recipe_trains_only_the_top_in_bf16_and_serves_as_transformers_reads_it(tmp_path, smollm2_dir):
-    """`sentiment-smollm2-rt`'s builder on a tiny 2-layer Llama with SmolLM2's tokenizer: the
-    bottom block and the embeddings stay as they were, the top block and the head move, the card
-    says so, and the `sentiment` backend (ONNX) gives transformers' own P(positive) for the plain text."""
+def test_the_decoder_recipe_trains_only_the_top_in_bf16_and_serves_as_transformers_reads_it(tmp_path, smollm2_dir,
+                                                                                          monkeypatch):
+    """`sentiment-smollm2-rt`'s builder on a tiny 2-layer Llama with SmolLM2's tokenizer (its config
+    naming no pad id, as many decoder bases' do not): the bottom block and the embeddings stay as they were,
+    the top block, final norm and head move, under bf16 autocast; the saved config names the pad id
+    the classifier reads past; the card says all this; and the `sentiment` backend (ONNX) gives
+    transformers' own P(positive) for the plain text."""
     import asyncio
 
     from reward_service.backends.sentiment import SentimentBackend
@@ -48,17 +51,30 @@ def test_the_decoder_recipe_trains_only_the_top_in_bf16_and_serves_as_transforme
     from reward_service.items import Item
     from tests.tiny_models import make_tiny_llama_lm
 
-    base = make_tiny_llama_lm(tmp_path / "base", smollm2_dir)
+    base = make_tiny_llama_lm(tmp_path / "base", smollm2_dir, pad_token_id=None)
+    autocasts = []
+    real_autocast = torch.autocast
+
+    def spy(*args, **kwargs):
+        autocasts.append(kwargs)
+        return real_autocast(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
     out = tmp_path / "smol"
     card = sentiment.build_sentiment_smollm2_model(out, limit=48, base_model=base, composed=16, trainable_layers=1,
                                                    progress=False)
+    monkeypatch.undo()
+    assert autocasts and all(k["enabled"] and k["dtype"] == torch.bfloat16 for k in autocasts), autocasts
+    assert AutoTokenizer.from_pretrained(out).pad_token_id == 2  # SmolLM2's <|im_end|>
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == 2
     assert card["name"] == "sentiment-smollm2-rt" and card["base_model"] == sentiment.SMOLLM2_BASE
     assert card["training"]["trainable_layers"] == 1 and card["training"]["precision"].startswith("bf16")
     assert card["data"]["extended_composition"] is True and card["data"]["composed_examples"] == 16
     before, after = load_file(base / "model.safetensors"), load_file(out / "model.safetensors")
     for frozen in ("model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight"):
         assert torch.equal(before[frozen], after[frozen]), frozen
-    assert not torch.equal(before["model.layers.1.mlp.up_proj.weight"], after["model.layers.1.mlp.up_proj.weight"])
+    for trained in ("model.layers.1.mlp.up_proj.weight", "model.norm.weight"):
+        assert not torch.equal(before[trained], after[trained]), trained
     assert "score.weight" in after
 
     texts = ["Not the disaster I feared.", "A stellar cast stranded in a script with nothing to say, sadly."]

@@ -84,8 +84,8 @@ def _save_decoder(config_class, model_class, target: Path, tokenizer_dir: Path, 
     return target
 
 
-def make_tiny_llama_lm(target: Path, tokenizer_dir: Path, seed: int = 0) -> Path:
+def make_tiny_llama_lm(target: Path, tokenizer_dir: Path, seed: int = 0, **config) -> Path:
     """A causal LM (no reward head): a base that `train-rm --base` turns into a reward model."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return _save_decoder(LlamaConfig, LlamaForCausalLM, target, tokenizer_dir, seed, {})
+    return _save_decoder(LlamaConfig, LlamaForCausalLM, target, tokenizer_dir, seed, config)

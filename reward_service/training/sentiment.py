@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reward_service import model_store
+from reward_service.engine.formatting import pad_token
 from reward_service.engine.tokenization import encode_conversations, pad_batch
 from reward_service.training import augmentation, data
 from reward_service.training.reward_model import train_only_the_top
@@ -209,7 +210,7 @@ def build_sentiment_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         base_model, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()}
     )
-    pad_id = tokenizer.pad_token_id or 0
+    pad_id = pad_token(tokenizer).id  # its pad token, else its EOS (as the engine pads)
     model.config.pad_token_id = pad_id  # a decoder classifier reads the last token that is not this id
     if trainable_layers is not None:
         train_only_the_top(model, trainable_layers)
@@ -253,7 +254,7 @@ def build_sentiment_model(
             "steps": total_steps,
             "batch_size": batch_size,
             "learning_rate": learning_rate,
-            "trainable_layers": trainable_layers or "all",
+            "trainable_layers": "all" if trainable_layers is None else trainable_layers,
             "precision": "bf16 autocast (fp32 weights)" if bf16 else "fp32",
             "max_length": MAX_LENGTH,
             "seed": seed,
