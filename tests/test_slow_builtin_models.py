@@ -22,7 +22,8 @@ NEGATIVE = ["A boring, incoherent mess and a waste of two hours.",
             "Dull, tedious and instantly forgettable."]
 
 
-@pytest.mark.parametrize("key, name", [("sentiment", "sentiment-smollm2-rt"), ("sentiment-minilm", "sentiment-minilm-rt")])
+@pytest.mark.parametrize("key, name", [("sentiment", "sentiment-smollm2-rt"),
+                                       ("sentiment-minilm", "sentiment-minilm-rt")])
 def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(isolated_home, key, name):
     path = model_store.build(key, force=True, limit=3000, composed=1000)
     card = model_store.read_card(path)
