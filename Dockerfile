@@ -40,8 +40,8 @@ ENV VENV=/opt/venv-train REWARD_SERVICE_EXTRAS=cpu,train EDITABLE=0 \
     TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu PIP_NO_CACHE_DIR=1 REWARD_SERVICE_HOME=/models
 RUN bash scripts/setup.sh
 ARG BUILD_MODELS="sentiment sentiment-zh rm"
-# The SmolLM2 base the default sentiment model is fine-tuned from (converted into /models/policies
-# on the way) is a training input, not served: it stays out of the image.
+# A SmolLM2 base that a model in BUILD_MODELS is fine-tuned from (sentiment-smollm2, rm-smollm2-rt;
+# converted into /models/policies on the way) is a training input, not served: it stays out of the image.
 RUN mkdir -p /models && for m in $BUILD_MODELS; do /opt/venv-train/bin/reward-service models build "$m" || exit 1; done \
  && rm -rf /models/policies
 

@@ -344,7 +344,7 @@ def main() -> None:
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = model_store.build("sentiment-minilm")  # the engine benchmark's model; builds once if missing
+    path = model_store.build("sentiment")  # builds once if missing
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
     items = make_items(tokenizer, args.items)

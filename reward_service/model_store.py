@@ -37,19 +37,18 @@ class BuiltinModel:
 
 
 BUILTINS: dict[str, BuiltinModel] = {
-    "sentiment-smollm2-rt": BuiltinModel(
-        name="sentiment-smollm2-rt",
-        build_key="sentiment",
-        description="SmolLM2-135M-Instruct as a classifier (top 10 layers fine-tuned) on Rotten Tomatoes fresh/rotten "
-        "reviews and composed hard cases; label 1 = positive",
-        builder="reward_service.training.sentiment:build_sentiment_smollm2_model",
-    ),
     "sentiment-minilm-rt": BuiltinModel(
         name="sentiment-minilm-rt",
-        build_key="sentiment-minilm",
-        description="MiniLM-L6 fine-tuned on Rotten Tomatoes fresh/rotten reviews; label 1 = positive; smaller and "
-        "faster to serve than sentiment-smollm2-rt",
+        build_key="sentiment",
+        description="MiniLM-L6 fine-tuned on Rotten Tomatoes fresh/rotten reviews; label 1 = positive",
         builder="reward_service.training.sentiment:build_sentiment_model",
+    ),
+    "sentiment-smollm2-rt": BuiltinModel(
+        name="sentiment-smollm2-rt",
+        build_key="sentiment-smollm2",
+        description="SmolLM2-135M-Instruct as a classifier (top 10 layers fine-tuned) on Rotten Tomatoes fresh/rotten "
+        "reviews and composed hard cases; label 1 = positive; reads the hard reviews better, ~18x slower to serve",
+        builder="reward_service.training.sentiment:build_sentiment_smollm2_model",
     ),
     "sentiment-minilm-zh": BuiltinModel(
         name="sentiment-minilm-zh",

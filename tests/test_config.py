@@ -11,7 +11,7 @@ def test_embedded_default_names_sentiment_and_lexicon():
     settings = config_module.load(environ={})
     assert settings.default_backend == "sentiment"
     assert {"sentiment", "lexicon"} <= set(settings.backends)
-    assert settings.backends["sentiment"].model == "sentiment-smollm2-rt"
+    assert settings.backends["sentiment"].model == "sentiment-minilm-rt"
     assert settings.server.host == "127.0.0.1"
 
 

@@ -96,10 +96,10 @@ def test_the_decoder_recipe_trains_only_the_top_in_bf16_and_serves_as_transforme
     assert asyncio.run(served()) == pytest.approx(expected, abs=1e-4)
 
 
-def test_the_store_builds_the_smollm2_recipe_as_sentiment_and_keeps_minilm_by_its_own_key():
+def test_the_store_builds_minilm_as_sentiment_and_the_smollm2_recipe_by_its_own_key():
     default = model_store.builtin_by_key("sentiment")
-    assert default.name == "sentiment-smollm2-rt"
-    assert default.build_function() is sentiment.build_sentiment_smollm2_model
-    minilm = model_store.builtin_by_key("sentiment-minilm")
-    assert minilm.name == "sentiment-minilm-rt" and minilm.build_function() is sentiment.build_sentiment_model
-    assert model_store.builtin_by_key("sentiment-minilm-rt") is minilm  # its name works as a key too
+    assert default.name == "sentiment-minilm-rt" and default.build_function() is sentiment.build_sentiment_model
+    smollm2 = model_store.builtin_by_key("sentiment-smollm2")
+    assert smollm2.name == "sentiment-smollm2-rt"
+    assert smollm2.build_function() is sentiment.build_sentiment_smollm2_model
+    assert model_store.builtin_by_key("sentiment-smollm2-rt") is smollm2  # its name works as a key too

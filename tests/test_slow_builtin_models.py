@@ -1,4 +1,4 @@
-"""Slow: build the real builtin models (on subsets, and the default sentiment model whole) and check them.
+"""Slow: build the real builtin models (on subsets, and the SmolLM2 sentiment model whole) and check them.
 
 Run with: scripts/test.sh -m slow
 """
@@ -22,8 +22,8 @@ NEGATIVE = ["A boring, incoherent mess and a waste of two hours.",
             "Dull, tedious and instantly forgettable."]
 
 
-@pytest.mark.parametrize("key, name", [("sentiment", "sentiment-smollm2-rt"),
-                                       ("sentiment-minilm", "sentiment-minilm-rt")])
+@pytest.mark.parametrize("key, name", [("sentiment", "sentiment-minilm-rt"),
+                                       ("sentiment-smollm2", "sentiment-smollm2-rt")])
 def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(isolated_home, key, name):
     path = model_store.build(key, force=True, limit=3000, composed=1000)
     card = model_store.read_card(path)
@@ -47,9 +47,9 @@ def test_builds_real_sentiment_model_on_a_subset_and_separates_clear_reviews(iso
 
 @pytest.fixture(scope="module")
 def whole_sentiment_build(isolated_home):
-    """The whole default sentiment build (`sentiment-smollm2-rt`) once, in the tests' cache: 450 s
-    measured on 2 cores (Intel Xeon with AMX, 2026-12-02)."""
-    return model_store.read_card(model_store.build("sentiment", force=True))
+    """The whole `sentiment-smollm2-rt` build (the recipe nearest the reward issue's targets) once,
+    in the tests' cache: 450 s measured on 2 cores (Intel Xeon with AMX, 2026-12-02)."""
+    return model_store.read_card(model_store.build("sentiment-smollm2", force=True))
 
 
 def test_the_whole_sentiment_build_fits_in_15_minutes_and_records_the_hard_set(whole_sentiment_build):
