@@ -1,6 +1,6 @@
 """Benchmark: the two builtin sentiment models side by side, as the `sentiment` backend serves them.
 
-    .venv/bin/python bench/sentiment_models.py     # both models must be built; ~3 minutes on 2 cores
+    .venv/bin/python bench/sentiment_models.py     # both models must be built; a few minutes on 2 cores
 
 `sentiment-smollm2-rt` (the default since the reward issue) against `sentiment-minilm-rt` (the
 engine benchmark's model), in one process, on the same Rotten Tomatoes reviews scored as plain
