@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/sentiment_models.py     # both models must be built; a few minutes on 2 cores
 
-`sentiment-smollm2-rt` (the default since the reward issue) against `sentiment-minilm-rt` (the
-engine benchmark's model), in one process, on the same Rotten Tomatoes reviews scored as plain
+The default `sentiment-minilm-rt` (the engine benchmark's model) against the opt-in
+`sentiment-smollm2-rt`, in one process, on the same Rotten Tomatoes reviews scored as plain
 responses (use_prompt: false, as served): the default config's settings with the model swapped in
 (ONNX on CPU, int8 where it passes the fidelity check). Rows: items/s with every request of 32
 submitted at once, p50/p99 latency of one-item requests sent one after another, the precision and
