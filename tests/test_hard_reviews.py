@@ -11,12 +11,17 @@ from reward_service.training import data, hard_reviews
 from reward_service.training.hard_reviews import HardReview
 
 
+HELD_OUT_SETS = [hard_reviews.HARD_REVIEWS_PATH, hard_reviews.BLIND_REVIEWS_PATH]
+
+
 @pytest.fixture(scope="module")
 def reviews() -> list[HardReview]:
     return hard_reviews.load_hard_reviews()
 
 
-def test_the_set_is_well_formed_and_balanced(reviews):
+@pytest.mark.parametrize("path", HELD_OUT_SETS, ids=lambda p: p.name)
+def test_the_set_is_well_formed_and_balanced(path):
+    reviews = hard_reviews.load_hard_reviews(path)
     assert len(reviews) >= 72
     assert len({" ".join(hard_reviews.words(r.text)) for r in reviews}) == len(reviews), "duplicate reviews"
     labels = Counter(r.label for r in reviews)
@@ -27,15 +32,16 @@ def test_the_set_is_well_formed_and_balanced(reviews):
         assert kinds[kind] >= 10, kinds
         by_label = Counter(r.label for r in reviews if r.kind == kind)
         assert abs(by_label[0] - by_label[1]) <= 1, (kind, by_label)
-    for line in hard_reviews.HARD_REVIEWS_PATH.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         assert type(row["label"]) is int and row["text"] == row["text"].strip()
 
 
-def test_no_review_comes_from_the_training_corpus(reviews):
+@pytest.mark.parametrize("path", HELD_OUT_SETS, ids=lambda p: p.name)
+def test_no_review_comes_from_the_training_corpus(path):
     corpus = [r.text for r in data.load_reviews()]
     assert len(corpus) > 10_000
-    texts = [r.text for r in reviews]
+    texts = [r.text for r in hard_reviews.load_hard_reviews(path)]
     assert not set(texts) & set(corpus)
     overlap = hard_reviews.corpus_overlap(texts, corpus)
     assert overlap["exact"] == [] and overlap["ngram"] == [], overlap
@@ -103,3 +109,16 @@ def test_the_dev_set_is_balanced_and_apart_from_the_held_out_set(reviews):
     dev = hard_reviews.load_hard_reviews(hard_reviews.DEV_REVIEWS_PATH)
     assert Counter((r.kind, r.label) for r in dev) == {(k, label): 10 for k in hard_reviews.KINDS for label in (0, 1)}
     assert hard_reviews.corpus_overlap([r.text for r in dev], [r.text for r in reviews]) == {"exact": [], "ngram": []}
+
+
+def test_the_blind_set_shares_no_review_and_no_run_of_8_words_with_the_other_sets(reviews):
+    blind = [r.text for r in hard_reviews.load_hard_reviews(hard_reviews.BLIND_REVIEWS_PATH)]
+    dev = [r.text for r in hard_reviews.load_hard_reviews(hard_reviews.DEV_REVIEWS_PATH)]
+    assert hard_reviews.corpus_overlap(blind, [r.text for r in reviews] + dev) == {"exact": [], "ngram": []}
+
+
+def test_what_is_shown_of_the_blind_set_names_no_review(reviews):
+    report = hard_reviews.accuracy_report(reviews[:4], [0.9, 0.1, 0.6, 0.4])
+    shown = hard_reviews.blind_summary(report)
+    assert "reviews" not in shown and shown["n"] == 4
+    assert not any(r.text in json.dumps(shown) for r in reviews[:4])

@@ -24,6 +24,9 @@ def test_the_builder_trains_on_reviews_and_composed_examples_and_records_the_har
     assert set(hard["per_kind"]) == {"negation", "contrast", "sarcasm", "understatement", "mixed_opening",
                                      "mixed_verdict"}
     assert hard["lexicon_accuracy"] == 0.4524  # VADER, the same set as bench/hard_reviews.py
+    blind = card["blind_hard_reviews"]  # the second held-out set, by another author: aggregates only
+    assert blind["measured"] and blind["reviews"] == 144 and blind["set"] == "tests/data/hard_reviews_blind.jsonl"
+    assert blind["lexicon_accuracy"] == 0.4931 and set(blind["per_kind"]) == set(hard["per_kind"])
     # trained: the classifier moved away from the base's
     base = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
     saved = load_file(out / "model.safetensors")

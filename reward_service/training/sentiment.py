@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from reward_service import model_store
 from reward_service.engine.formatting import pad_token
 from reward_service.engine.tokenization import encode_conversations, pad_batch
-from reward_service.training import augmentation, data
+from reward_service.training import augmentation, data, hard_reviews
 from reward_service.training.reward_model import train_only_the_top
 
 MAX_LENGTH = 96  # reviews are one or two sentences; 99% fit in 96 tokens
@@ -85,21 +85,21 @@ def positive_probabilities(model, tokenizer, texts: list[str], pad_id: int, max_
     return torch.softmax(logits, -1)[:, 1].tolist()
 
 
-def hard_set_accuracy(model, tokenizer, pad_id: int) -> dict:
-    """Accuracy on the hard held-out reviews (tests/data/hard_reviews.jsonl), this model at fp32
+def hard_set_accuracy(model, tokenizer, pad_id: int, path: Path | None = None) -> dict:
+    """Accuracy on a hard held-out set (default tests/data/hard_reviews.jsonl), this model at fp32
     in torch and VADER (`lexicon`) beside it, for the model card; `{"measured": false, ...}`
     where the set is not there (an install without the repository's tests/)."""
-    from reward_service.training import hard_reviews
-
-    if not hard_reviews.HARD_REVIEWS_PATH.is_file():
-        return {"measured": False, "reason": f"{hard_reviews.HARD_REVIEWS_PATH} not found"}
-    reviews = hard_reviews.load_hard_reviews()
+    path = Path(path or hard_reviews.HARD_REVIEWS_PATH)
+    shown = hard_reviews.shown_path(path)
+    if not path.is_file():
+        return {"measured": False, "reason": f"{shown} not found"}
+    reviews = hard_reviews.load_hard_reviews(path)
     report = hard_reviews.accuracy_report(reviews, positive_probabilities(model, tokenizer, [r.text for r in reviews],
                                                                           pad_id))
-    lexicon = hard_reviews.evaluate_lexicon_hard_set()
+    lexicon = hard_reviews.evaluate_lexicon_hard_set(path)
     return {
         "measured": True,
-        "set": "tests/data/hard_reviews.jsonl",
+        "set": shown,
         "reviews": report["n"],
         "accuracy": report["accuracy"],
         "per_kind": {kind: r["accuracy"] for kind, r in report["per_kind"].items()},
@@ -226,6 +226,7 @@ def build_sentiment_model(
 
     accuracy = _accuracy(model, test_enc, test_labels, pad_id)
     hard = hard_set_accuracy(model, tokenizer, pad_id)
+    blind = hard_set_accuracy(model, tokenizer, pad_id, hard_reviews.BLIND_REVIEWS_PATH)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
@@ -264,6 +265,7 @@ def build_sentiment_model(
         "held_out_accuracy": round(accuracy, 4),
         "held_out_positive_share": round(float(np.mean(test_labels)), 4),
         "hard_reviews": hard,
+        "blind_hard_reviews": blind,
         "build_seconds": round(time.time() - started, 1),
         "tokenization": {"max_length": MAX_LENGTH, "text_pair": False},
     }
