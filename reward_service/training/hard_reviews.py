@@ -9,8 +9,8 @@ misleads, and weighed verdicts listing merits and flaws. Each line is
 
 Its reviews, and which of them a model gets wrong, have been read while recipes were tried, so
 `tests/data/hard_reviews_blind.jsonl` (same kinds, same format) is kept apart: written by an
-author who saw none of the project's data, its labels checked by a second blind reader, and only
-its accuracies are ever reported (`blind_summary`), never its reviews or a model's errors on them.
+author who saw none of the project's data, and only its accuracies are ever reported
+(`blind_summary`), never its reviews or a model's errors on them.
 
 The evaluation scores every review exactly as the service does: a backend built from the
 default config's settings (the model swapped in), each review sent as the response of an item
