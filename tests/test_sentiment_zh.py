@@ -80,6 +80,8 @@ def test_the_builder_runs_end_to_end_on_a_tiny_model_and_writes_its_card(tmp_pat
     assert card["name"] == "sentiment-minilm-zh" and card["language"] == "zh"
     assert card["labels"] == {0: "negative", 1: "positive"} and card["positive_label"] == 1
     assert 0.0 <= card["held_out_accuracy"] <= 1.0 and card["build_seconds"] > 0
+    assert card["held_out_accuracy_read_at"] == 512  # as the service reads a line: up to the model's limit
+    assert 0.0 <= card["held_out_accuracy_at_128_tokens"] <= 1.0  # the length training cuts at
     assert card["data"]["train_examples"] == 64 and card["data"]["held_out_examples"] == 1733
     assert set(card["data"]["sha256"]) == {"sentiment/pos.txt", "sentiment/neg.txt"}
     assert all(len(h) == 64 for h in card["data"]["sha256"].values())

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from reward_service import model_store
+from reward_service.engine.formatting import model_length_limit
 from reward_service.training import data
 from reward_service.training.sentiment import LABELS, _accuracy, _encode, fine_tune, positive_probabilities
 
@@ -155,7 +156,11 @@ def build_sentiment_zh_model(
                       description=f"fine-tuning {name}", progress=progress)
     training_seconds = time.time() - started
 
-    accuracy = _accuracy(model, test_enc, test_labels, pad_id)
+    # Training cuts lines at MAX_LENGTH for speed; the service reads up to the model's own limit,
+    # so the held-out accuracy is measured at that length (lines beyond it cut from the left).
+    reading_length = model_length_limit(model.config, tokenizer)
+    accuracy = _accuracy(model, _encode(tokenizer, [e.text for e in test], reading_length), test_labels, pad_id)
+    accuracy_at_training_length = _accuracy(model, test_enc, test_labels, pad_id)
     tutorial = positive_probabilities(model, tokenizer, list(TUTORIAL_EXAMPLES), pad_id, MAX_LENGTH)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
@@ -201,6 +206,8 @@ def build_sentiment_zh_model(
             "seconds": round(training_seconds, 1),
         },
         "held_out_accuracy": round(accuracy, 4),
+        "held_out_accuracy_read_at": reading_length,
+        f"held_out_accuracy_at_{MAX_LENGTH}_tokens": round(accuracy_at_training_length, 4),
         "held_out_positive_share": round(float(np.mean(test_labels)), 4),
         "tutorial_examples_p_positive": {text: round(p, 4) for text, p in zip(TUTORIAL_EXAMPLES, tutorial)},
         "build_seconds": round(time.time() - started, 1),
