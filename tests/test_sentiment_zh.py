@@ -1,6 +1,6 @@
-"""The builtin Chinese sentiment model `sentiment-minilm-zh`: its corpus and split, its
-vocabulary extension, and its builder end to end on a tiny random model (fast). The real
-build is in test_slow_builtin_models.py."""
+"""The builtin Chinese sentiment models `sentiment-minilm-zh` (the default) and `sentiment-m3e-zh`
+(opt-in): their corpus and split, the vocabulary extension, and the builder end to end on tiny
+random models (fast). The real builds are in test_slow_builtin_models.py."""
 
 import asyncio
 import json
@@ -82,6 +82,7 @@ def test_the_builder_runs_end_to_end_on_a_tiny_model_and_writes_its_card(tmp_pat
     assert 0.0 <= card["held_out_accuracy"] <= 1.0 and card["build_seconds"] > 0
     assert card["held_out_accuracy_read_at"] == 512  # as the service reads a line: up to the model's limit
     assert 0.0 <= card["held_out_accuracy_at_128_tokens"] <= 1.0  # the length training cuts at
+    assert card["held_out_lines_over_that_limit"] == 7  # the corpus's longest lines, cut from the left there
     assert card["data"]["train_examples"] == 64 and card["data"]["held_out_examples"] == 1733
     assert set(card["data"]["sha256"]) == {"sentiment/pos.txt", "sentiment/neg.txt"}
     assert all(len(h) == 64 for h in card["data"]["sha256"].values())

@@ -121,8 +121,9 @@ def test_builds_the_decoder_reward_model_and_serves_it_through_its_chat_template
     assert details["formatting"] == "chat_template" and len(scored.scores) == 1
 
 
-@pytest.mark.xfail(reason="issue 16 asks for held-out accuracy >= 0.88; the measured build reached 0.8315 "
-                          "(2026-12-01): the recipe is not there yet", strict=False)
+@pytest.mark.xfail(reason="issue 16 asks for held-out accuracy >= 0.88; the measured builds reached 0.8315 "
+                          "(2026-12-01, 2026-12-03; 0.838 read at 512 tokens): the recipe is not there yet",
+                   strict=False)
 def test_builds_the_real_chinese_sentiment_model_and_scores_the_tutorial_sentences(isolated_home):
     """The whole build (12:46 measured on 2 idle cores): the accuracy the issue asks for,
     and the tutorial's own reward, served as the default config serves it."""
@@ -147,16 +148,17 @@ def test_builds_the_real_chinese_sentiment_model_and_scores_the_tutorial_sentenc
 
 
 def test_builds_the_opt_in_m3e_chinese_model_and_scores_the_tutorial_sentences(isolated_home):
-    """The whole `sentiment-m3e-zh` build (research-only weights; 11 minutes on 2 cores): its
-    held-out accuracy, inside 15 minutes, and the tutorial's own reward served as ONNX (int8 where
-    it passes the fidelity check), its license in the details. The issue asks for 0.88; the
-    measured build reached 0.8777 (2026-12-03), so this holds the recipe to what it gives."""
+    """The whole `sentiment-m3e-zh` build (research-only weights; 12 minutes on 2 cores): the
+    held-out accuracy the issue asks for, read as the service reads the lines (0.884 measured on
+    2026-12-03; 0.8777 at the 128 tokens training cuts at), inside 15 minutes, and the tutorial's
+    own reward served as ONNX (int8 where it passes the fidelity check), its license in the details."""
     from reward_service.training.sentiment_zh import TUTORIAL_EXAMPLES
 
     path = model_store.build("sentiment-m3e-zh", force=True)
     card = model_store.read_card(path)
     assert card["name"] == "sentiment-m3e-zh" and card["data"]["held_out_examples"] == 1733
-    assert card["held_out_accuracy"] >= 0.87, card
+    assert card["held_out_accuracy_read_at"] == 512 and card["held_out_lines_over_that_limit"] == 7
+    assert card["held_out_accuracy"] >= 0.88, card
     assert card["build_seconds"] <= 15 * 60, card["build_seconds"]
 
     async def score():
