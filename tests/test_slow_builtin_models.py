@@ -13,6 +13,7 @@ from reward_service.backends.sentiment import SentimentBackend
 from reward_service.config import SentimentBackendSettings
 
 pytestmark = pytest.mark.slow
+WHOLE_BUILD = pytest.mark.timeout(40 * 60)  # a whole build is 10-15 min alone on 2 cores; the suite's default is 5
 
 POSITIVE = ["An absolute masterpiece: moving, funny and beautifully acted.",
             "One of the best films of the year, a joy from start to finish.",
@@ -52,6 +53,7 @@ def whole_sentiment_build(isolated_home):
     return model_store.read_card(model_store.build("sentiment-smollm2", force=True))
 
 
+@WHOLE_BUILD
 def test_the_whole_sentiment_build_fits_in_15_minutes_and_records_the_hard_set(whole_sentiment_build):
     card = whole_sentiment_build
     assert card["name"] == "sentiment-smollm2-rt" and card["hard_reviews"]["measured"], card
@@ -63,6 +65,7 @@ def test_the_whole_sentiment_build_fits_in_15_minutes_and_records_the_hard_set(w
 
 @pytest.mark.xfail(reason="issue 16 asks for >= 0.85 on the hard reviews and >= 0.84 held out; the measured build "
                           "(2026-12-02) reached 0.75 and 0.8496: the hard set is not there yet", strict=False)
+@WHOLE_BUILD
 def test_the_whole_sentiment_build_reaches_the_accuracies_the_reward_issue_asks_for(whole_sentiment_build):
     card = whole_sentiment_build
     assert card["held_out_accuracy"] >= 0.84 and card["hard_reviews"]["accuracy"] >= 0.85, card
@@ -124,6 +127,7 @@ def test_builds_the_decoder_reward_model_and_serves_it_through_its_chat_template
 @pytest.mark.xfail(reason="issue 16 asks for held-out accuracy >= 0.88; the measured builds reached 0.8315 "
                           "(2026-12-01, 2026-12-03; 0.838 read at 512 tokens): the recipe is not there yet",
                    strict=False)
+@WHOLE_BUILD
 def test_builds_the_real_chinese_sentiment_model_and_scores_the_tutorial_sentences(isolated_home):
     """The whole build (12:46 measured on 2 idle cores): the accuracy the issue asks for,
     and the tutorial's own reward, served as the default config serves it."""
@@ -147,6 +151,7 @@ def test_builds_the_real_chinese_sentiment_model_and_scores_the_tutorial_sentenc
     assert low < 0.5 < high, (low, high)
 
 
+@WHOLE_BUILD
 def test_builds_the_opt_in_m3e_chinese_model_and_scores_the_tutorial_sentences(isolated_home):
     """The whole `sentiment-m3e-zh` build (research-only weights; 12 minutes on 2 cores): the
     held-out accuracy the issue asks for, read as the service reads the lines (0.884 measured on
