@@ -24,23 +24,24 @@ def isolated_home(tmp_path_factory):
         os.environ["REWARD_SERVICE_HOME"] = previous
 
 
-def make_tiny_classifier(target: Path, num_labels: int = 2, seed: int = 0) -> Path:
-    """A 2-layer BERT with random weights and the real MiniLM tokenizer."""
+def make_tiny_classifier(target: Path, num_labels: int = 2, seed: int = 0, tokenizer_dir: Path | None = None) -> Path:
+    """A 2-layer BERT with random weights and a real tokenizer (MiniLM's unless `tokenizer_dir`)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from reward_service.training.data import minilm_path
 
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or minilm_path())
     torch.manual_seed(seed)
     labels = {0: "negative", 1: "positive"} if num_labels == 2 else {i: f"LABEL_{i}" for i in range(num_labels)}
     cfg = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=512, num_labels=num_labels, id2label=labels,
         label2id={v: k for k, v in labels.items()},
     )
     model = BertForSequenceClassification(cfg).eval()
     model.save_pretrained(target, safe_serialization=True)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(target)
+    tokenizer.save_pretrained(target)
     return target
 
 
@@ -95,6 +96,7 @@ def make_tiny_policy(target: Path, seed: int = 0) -> Path:
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]",
                                         unk_token="[UNK]")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or minilm_path())
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,

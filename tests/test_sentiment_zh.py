@@ -132,16 +132,9 @@ def test_models_list_shows_it(capsys):
 @pytest.fixture(scope="module")
 def tiny_m3e(tmp_path_factory):
     """A tiny random BERT built from a config, with m3e-small's real tokenizer and vocabulary size."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from tests.conftest import make_tiny_classifier
 
-    target = tmp_path_factory.mktemp("tiny-m3e")
-    tokenizer = AutoTokenizer.from_pretrained(data.m3e_small_path())
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=2)
-    torch_model = BertForSequenceClassification(config).eval()
-    torch_model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    return target
+    return make_tiny_classifier(tmp_path_factory.mktemp("tiny-m3e"), tokenizer_dir=data.m3e_small_path())
 
 
 def test_the_packaged_m3e_small_is_a_chinese_bert_that_reads_the_corpus_characters(corpus):
