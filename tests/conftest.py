@@ -96,7 +96,6 @@ def make_tiny_policy(target: Path, seed: int = 0) -> Path:
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", eos_token="[EOS]",
                                         unk_token="[UNK]")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or minilm_path())
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
